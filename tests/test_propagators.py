@@ -247,3 +247,23 @@ def test_unused_option_is_ignored_with_warning(caplog):
 
     assert "does not use option alpha" in caplog.text
     assert propagator.name == "BP"
+
+
+def test_vector_angle_known_values():
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])
+    b = torch.tensor([[0.0, 2.0], [-3.0, 0.0], [2.0, 2.0], [1.0, 1e-6]])
+
+    angles = vector_angle(a, b)
+
+    torch.testing.assert_close(angles[:3], torch.tensor([90.0, 180.0, 0.0], dtype=torch.float64))
+    assert abs(float(angles[3]) - np.degrees(1e-6)) < 1e-9  # resolved far below arccos's limit
+
+
+def test_matrix_angle_frobenius():
+    from dilightning.angles import matrix_angle
+
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    second = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+
+    assert matrix_angle(first, second) == pytest.approx(90.0)
+    assert matrix_angle(first, 2 * first) == pytest.approx(0.0, abs=1e-9)

@@ -23,6 +23,7 @@ from dilightning.inversion._validation import (
     check_steps,
     flatten_batch,
 )
+from dilightning.inversion import native
 from dilightning.inversion.nonlinearities import Nonlinearity, get_nonlinearity
 
 
@@ -93,7 +94,8 @@ def single_loop_inversion(
         du/dt   = −α u + W_L g_{L-1}(δ_{L-1}) − δ_L
 
     integrated with explicit Euler from zero, updating ``δ_1, …, δ_{L-1}, u`` in that order, each
-    with the values just written. With ``derivatives`` the linearized form of Eqs. S12-S14 is used
+    with the values just written (in compiled C on the CPU when available, see
+    :mod:`dilightning.inversion.native`). With ``derivatives`` the linearized form of Eqs. S12-S14 is used
     instead: ``g_j(δ_j)`` becomes ``δ_j ⊘ g'(a_j)`` (element-wise division), so the returned errors
     already include the factor ``g'(a_j)`` and the nonlinearities are not used.
 
@@ -125,6 +127,8 @@ def single_loop_inversion(
     steps = check_steps(steps)
     flat, leading = flatten_batch(delta)
 
+    slopes: list[Tensor] | None = None
+    names = ["linear"] * len(weights)
     if derivatives is not None:
         slopes = _derivative_list(derivatives, weights, flat.shape[0])
         for index, slope in enumerate(slopes):
@@ -135,7 +139,13 @@ def single_loop_inversion(
                 )
         readouts: list[Callable[[Tensor], Tensor]] = [lambda x, s=slope: x / s for slope in slopes]
     else:
-        readouts = list(_nonlinearity_list(nonlinearities, len(weights)))
+        resolved = _nonlinearity_list(nonlinearities, len(weights))
+        names = [g.name for g in resolved]
+        readouts = list(resolved)
+
+    if native.available(B, flat, *weights, *(slopes or [])):
+        states = native.single_loop_euler(weights, B, flat, alpha, dt, steps, names, slopes)
+        return [state.reshape(*leading, state.shape[-1]) for state in states]
 
     states = [flat.new_zeros(flat.shape[0], weight.shape[1]) for weight in weights]
     control = flat.new_zeros(flat.shape)

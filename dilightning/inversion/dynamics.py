@@ -33,6 +33,7 @@ from dilightning.inversion._validation import (
     check_steps,
     flatten_batch,
 )
+from dilightning.inversion import native
 from dilightning.inversion.closed_form import dynamic_inversion_matrix
 from dilightning.inversion.nonlinearities import Nonlinearity, get_nonlinearity
 
@@ -122,8 +123,10 @@ def dynamic_inversion(
             ``"tanh"`` or a :class:`Nonlinearity`); ``None`` or ``"linear"`` for the linear one.
         controller: ``"standard"`` (Eqs. 5, 8, 14) or ``"expanding"`` (Eqs. S1-S2).
         method: ``"closed_form"`` computes the exact final state of the linear recurrence without
-            stepping (:func:`dynamic_inversion_matrix`); ``"euler"`` steps through the loop;
-            ``"auto"`` picks ``"closed_form"`` for linear and ``"euler"`` for nonlinear controllers.
+            stepping (:func:`dynamic_inversion_matrix`); ``"euler"`` steps through the loop, in
+            compiled C on the CPU when a C compiler is available (:mod:`dilightning.inversion.native`)
+            and in PyTorch otherwise; ``"auto"`` picks ``"closed_form"`` for linear and ``"euler"``
+            for nonlinear controllers.
 
     Returns:
         ``δ_{l-1}`` after ``steps`` updates, ``(..., d_{l-1})``, before any multiplication by
@@ -147,8 +150,12 @@ def dynamic_inversion(
 
     flat, leading = flatten_batch(delta)
     if method == "euler" or g is not None:
-        integrate = _euler_standard if controller == "standard" else _euler_expanding
-        result = integrate(W, B, flat, alpha, dt, steps, g)
+        if native.available(W, B, flat):
+            name = "linear" if g is None else g.name
+            result = native.dynamic_inversion_euler(W, B, flat, alpha, dt, steps, name, controller)
+        else:
+            integrate = _euler_standard if controller == "standard" else _euler_expanding
+            result = integrate(W, B, flat, alpha, dt, steps, g)
     else:
         propagation = dynamic_inversion_matrix(W, B, alpha, dt=dt, steps=steps, controller=controller)
         result = flat @ propagation.transpose(0, 1)

@@ -1,6 +1,6 @@
 """Explicit (non-dynamic) error inversions: pseudobackprop and the DI steady state.
 
-Shapes follow the paper: ``W`` is ``(d_l, d_{l-1})``, ``B`` is ``(d_{l-1}, d_l)`` and errors are
+Shapes follow Podlaski & Machens 2020: ``W`` is ``(d_l, d_{l-1})``, ``B`` is ``(d_{l-1}, d_l)`` and errors are
 batched row vectors ``(..., d_l)``; the results are ``(..., d_{l-1})``.
 """
 

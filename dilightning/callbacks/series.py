@@ -1,0 +1,59 @@
+"""Per-update series that a callback records, logs to the Lightning logger and saves as CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+
+class SeriesCallback(pl.Callback):
+    """Callback base that collects named series indexed by optimizer step.
+
+    Values go to the trainer's logger (TensorBoard by default) as they are recorded and to
+    ``<log_dir>/<filename>`` as a wide CSV (``step`` plus one column per series) when training ends.
+
+    Args:
+        filename: CSV file name inside the run's log directory.
+        log_to_logger: also send every value to ``trainer.logger``.
+    """
+
+    def __init__(self, filename: str, *, log_to_logger: bool = True) -> None:
+        super().__init__()
+        self.filename = filename
+        self.log_to_logger = log_to_logger
+        self.series: dict[str, dict[int, float]] = {}
+        self.saved_path: Path | None = None
+
+    def record(self, trainer: pl.Trainer, step: int, values: dict[str, float]) -> None:
+        """Store ``values`` at ``step`` and forward them to the logger."""
+        for name, value in values.items():
+            self.series.setdefault(name, {})[step] = float(value)
+        if self.log_to_logger and trainer.logger is not None and values:
+            trainer.logger.log_metrics({name: float(value) for name, value in values.items()}, step=step)
+
+    def as_arrays(self) -> tuple[list[int], dict[str, list[float]]]:
+        """Return the sorted steps and, per series, its values on those steps (NaN where missing)."""
+        steps = sorted({step for values in self.series.values() for step in values})
+        columns = {name: [values.get(step, math.nan) for step in steps] for name, values in self.series.items()}
+        return steps, columns
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the series to ``directory/filename`` and return the path."""
+        path = Path(directory) / self.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        steps, columns = self.as_arrays()
+        names = sorted(columns)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", *names])
+            for row, step in enumerate(steps):
+                writer.writerow([step, *(repr(columns[name][row]) for name in names)])
+        self.saved_path = path
+        return path
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.save(trainer.log_dir or trainer.default_root_dir)

@@ -1,0 +1,265 @@
+"""LightningModule that trains a feedforward network with any error-propagation rule.
+
+Training uses manual optimization. Each step runs the forward pass, asks the configured
+:class:`~dilightning.propagators.ErrorPropagator` for every layer's error ``δ_l`` and turns the
+errors into gradients ``∂/∂W_l = δ_l h_{l-1}ᵀ`` and ``∂/∂b_l = δ_l`` (Podlaski & Machens 2020,
+Eq. 2) by back-propagating the surrogate ``Σ_l ⟨a_l, stopgrad(δ_l)⟩`` through each layer alone.
+Because the update arrives as ordinary ``.grad`` tensors, the optimizer (SGD with momentum or
+weight decay, Adam), gradient clipping and DDP's gradient all-reduce work unchanged.
+
+Hooks implemented: ``training_step`` (propagate errors and update), ``validation_step`` and
+``test_step`` (loss and error rate), ``configure_optimizers``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import Tensor
+
+from dilightning.models.losses import check_loss, output_error, per_sample_loss
+from dilightning.models.network import FeedforwardNetwork
+from dilightning.propagators import ErrorPropagator, ForwardCache, build_propagator
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam")
+REDUCTIONS = ("mean", "sum")
+
+
+@dataclass
+class StepRecord:
+    """What one training step propagated, kept for callbacks that compare rules.
+
+    ``weights`` are detached copies of ``[W_1, …, W_L]`` from before the update, ``deltas`` the
+    propagated ``[δ_1, …, δ_L]``.
+    """
+
+    weights: list[Tensor]
+    cache: ForwardCache
+    deltas: list[Tensor]
+
+
+class FeedforwardModule(pl.LightningModule):
+    """Feedforward network trained with a pluggable credit-assignment rule.
+
+    Args:
+        layer_sizes: ``[d_0, …, d_L]``, e.g. ``[784, 1000, 10]``.
+        nonlinearities: one per layer, e.g. ``["tanh", "softmax"]``.
+        propagator: ``"BP"``, ``"FA"``, ``"PBP"``, ``"NDI"``, ``"DI"``, ``"RepeatDI"`` or ``"SLDI"``.
+        alpha: controller leak ``α`` of the inversion rules.
+        feedback_init: ``"tr"`` (``B = −W(0)ᵀ``), ``"scaled_tr"`` or ``"random"``; rule default if unset.
+        feedback_scale: ``r`` of ``U(−r, r)`` for random feedback.
+        feedback_gain: ``k`` of ``−k W(0)ᵀ`` for ``"scaled_tr"``.
+        ssa_target: spectral abscissa that SSA stabilization aims below.
+        dt: Euler step of the simulated controllers.
+        steps: Euler steps per backward pass.
+        nonlinear_controller: put ``g`` inside the controller (Eq. 14) instead of multiplying by ``g'``.
+        expanding_controller: use the controller of Eqs. S1-S2 for expanding layers.
+        method: DI integration, ``"auto"``, ``"closed_form"`` or ``"euler"``.
+        max_delta_norm: clip each hidden error vector to this norm.
+        loss: ``"mse"`` (``½‖y − t‖²`` per sample) or ``"cross_entropy"``.
+        reduction: ``"mean"`` or ``"sum"`` of the per-sample updates over a batch.
+        optimizer: ``"sgd"`` or ``"adam"``.
+        lr: learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay added by the optimizer.
+        fixed_norm_updates: rescale every parameter's update to unit norm before the optimizer step,
+            so each step has length ``lr`` (Fig. 3b).
+        gradient_clip_val: clip the global norm of the update to this value.
+        bias: whether layers have biases.
+        weight_init: ``"uniform"`` or ``"orthogonal"``.
+        weight_scale: ``r`` of the uniform weight initialization.
+        init_seed: seed of the weight initialization; runs with equal seeds start from equal weights.
+        feedback_seed: seed of random feedback; ``init_seed + 1`` if unset.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: list[int],
+        nonlinearities: list[str],
+        propagator: str = "BP",
+        *,
+        alpha: float | None = None,
+        feedback_init: str | None = None,
+        feedback_scale: float | None = None,
+        feedback_gain: float | None = None,
+        ssa_target: float | None = None,
+        dt: float | None = None,
+        steps: int | None = None,
+        nonlinear_controller: bool | None = None,
+        expanding_controller: bool | None = None,
+        method: str | None = None,
+        max_delta_norm: float | None = None,
+        loss: str = "mse",
+        reduction: str = "mean",
+        optimizer: str = "sgd",
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        fixed_norm_updates: bool = False,
+        gradient_clip_val: float | None = None,
+        bias: bool = True,
+        weight_init: str = "uniform",
+        weight_scale: float = 0.01,
+        init_seed: int = 0,
+        feedback_seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        _check_training_options(loss, reduction, optimizer, lr, momentum, weight_decay, gradient_clip_val)
+
+        self.network = FeedforwardNetwork(
+            layer_sizes,
+            nonlinearities,
+            bias=bias,
+            weight_init=weight_init,
+            weight_scale=weight_scale,
+            generator=torch.Generator().manual_seed(init_seed),
+        )
+        options = {
+            "alpha": alpha,
+            "feedback_init": feedback_init,
+            "feedback_scale": feedback_scale,
+            "feedback_gain": feedback_gain,
+            "ssa_target": ssa_target,
+            "dt": dt,
+            "steps": steps,
+            "nonlinear_controller": nonlinear_controller,
+            "expanding_controller": expanding_controller,
+            "method": method,
+            "max_delta_norm": max_delta_norm,
+        }
+        self.propagator: ErrorPropagator = build_propagator(propagator, layer_sizes, options)
+        feedback_generator = torch.Generator().manual_seed(init_seed + 1 if feedback_seed is None else feedback_seed)
+        self.propagator.reset_feedback(self.network.weights, feedback_generator)
+
+        self.classification = loss == "cross_entropy"
+        self.train_loss = torchmetrics.MeanMetric(sync_on_compute=False)
+        self.val_loss = torchmetrics.MeanMetric()
+        self.test_loss = torchmetrics.MeanMetric()
+        if self.classification:
+            self.val_accuracy = torchmetrics.classification.MulticlassAccuracy(num_classes=layer_sizes[-1], average="micro")
+            self.test_accuracy = torchmetrics.classification.MulticlassAccuracy(num_classes=layer_sizes[-1], average="micro")
+
+        self.keep_step_record = False
+        self.last_step: StepRecord | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the network output (logits for classification) for inputs ``(N, d_0)``."""
+        return self.network(x)
+
+    def propagate(self, x: Tensor, target: Tensor) -> tuple[list[Tensor], list[Tensor], ForwardCache, Tensor]:
+        """Run the forward pass and the configured propagator on one batch.
+
+        Returns:
+            ``(pre_activations, deltas, cache, losses)``: ``[a_1, …, a_L]`` still attached to their own
+            layer's parameters, the errors ``[δ_1, …, δ_L]``, the forward cache and per-sample losses.
+        """
+        pre_activations, cache = self.network.forward_for_training(x)
+        delta_out, losses = output_error(self.hparams.loss, cache.pre_activations[-1], target, self.network.nonlinearities[-1])
+        deltas = self.propagator(self.network.weights, cache, delta_out)
+        return pre_activations, deltas, cache, losses
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, target = batch
+        optimizer = self.optimizers()
+        weights_before = [w.detach().clone() for w in self.network.weights] if self.keep_step_record else []
+
+        pre_activations, deltas, cache, losses = self.propagate(x, target)
+
+        scale = 1.0 / x.shape[0] if self.hparams.reduction == "mean" else 1.0
+        surrogate = sum((a * delta).sum() for a, delta in zip(pre_activations, deltas)) * scale
+        optimizer.zero_grad()
+        self.manual_backward(surrogate)
+        if self.hparams.fixed_norm_updates:
+            self._normalize_updates()
+        if self.hparams.gradient_clip_val is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+        if self.keep_step_record:
+            self.last_step = StepRecord(weights_before, cache, deltas)
+        loss = losses.mean()
+        self.train_loss.update(losses)
+        # Lightning's self.log costs about a millisecond, which would dominate online training, so
+        # the per-step value is logged only every log_every_n_steps and the epoch mean at the end.
+        if self.trainer.log_every_n_steps and self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss", self.train_loss.compute(), sync_dist=True)
+        self.train_loss.reset()
+
+    def _normalize_updates(self) -> None:
+        for parameter in self.network.parameters():
+            if parameter.grad is not None:
+                norm = torch.linalg.vector_norm(parameter.grad)
+                if norm > 0:
+                    parameter.grad.div_(norm)
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], split: str) -> None:
+        x, target = batch
+        output = self.network(x)
+        losses = per_sample_loss(self.hparams.loss, output, target)
+        loss_metric = self.val_loss if split == "val" else self.test_loss
+        loss_metric.update(losses)
+        self.log(f"{split}/loss", loss_metric, on_epoch=True, batch_size=x.shape[0])
+        if self.classification:
+            accuracy = self.val_accuracy if split == "val" else self.test_accuracy
+            accuracy.update(output, target)
+            self.log(f"{split}/accuracy", accuracy, on_epoch=True, batch_size=x.shape[0])
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.classification:
+            self.log("val/error", 1.0 - self.val_accuracy.compute())
+
+    def on_test_epoch_end(self) -> None:
+        if self.classification:
+            self.log("test/error", 1.0 - self.test_accuracy.compute())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params: Any = self.network.parameters()
+        if self.hparams.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=self.hparams.lr, momentum=self.hparams.momentum, weight_decay=self.hparams.weight_decay
+            )
+        return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+def _check_training_options(
+    loss: str,
+    reduction: str,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    gradient_clip_val: float | None,
+) -> None:
+    """Raise ``ValueError`` naming the option, the value and the valid range."""
+    check_loss(loss)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; valid choices are {list(REDUCTIONS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid choices are {list(OPTIMIZERS)}")
+    if not lr > 0:
+        raise ValueError(f"lr (learning rate) must be > 0, got {lr}")
+    if not momentum >= 0:
+        raise ValueError(f"momentum must be >= 0, got {momentum}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if gradient_clip_val is not None and not gradient_clip_val > 0:
+        raise ValueError(f"gradient_clip_val must be > 0 or null, got {gradient_clip_val}")

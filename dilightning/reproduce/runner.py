@@ -1,0 +1,138 @@
+"""Run training runs in parallel worker processes and collect the series their callbacks recorded."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dilightning.reproduce.experiment import RunSpec
+
+logger = logging.getLogger(__name__)
+
+# Rough cost per update of each rule relative to BP; used only to start the longest runs first.
+_RELATIVE_COST = {"BP": 1.0, "FA": 1.0, "PBP": 1.2, "NDI": 1.3, "DI": 2.0, "RepeatDI": 20.0, "SLDI": 15.0}
+
+
+@dataclass
+class RunResult:
+    """Outcome of one run: its series (``name -> (steps, values)``), status and wall time in seconds."""
+
+    spec: RunSpec
+    status: str
+    seconds: float
+    message: str = ""
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    log_dir: str = ""
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # Lightning's advice about data-loader workers, logging intervals and deprecated internals is
+    # noise for these fixed, in-memory runs.
+    for message in (".*does not have many workers.*", ".*smaller than the logging interval.*", ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def run_spec(spec: RunSpec) -> RunResult:
+    """Train one run described by ``spec`` and return its recorded series."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from dilightning.callbacks import AlignmentMonitor, StabilityMonitor, TrainingSetErrorMonitor
+    from dilightning.models import FeedforwardModule
+
+    _quiet_lightning()
+    torch.set_num_threads(spec.threads)
+    start = time.perf_counter()
+    log_root = Path(spec.output_dir) / "runs" / spec.experiment
+    tensorboard = TensorBoardLogger(save_dir=str(log_root), name=spec.name, version="", default_hp_metric=False)
+    callbacks = [TrainingSetErrorMonitor(), StabilityMonitor(), AlignmentMonitor()]
+    try:
+        pl.seed_everything(spec.seed, workers=True, verbose=False)
+        module_name, class_name = spec.data_class.rsplit(".", 1)
+        datamodule = getattr(importlib.import_module(module_name), class_name)(**spec.data_args)
+        model = FeedforwardModule(**spec.model)
+        trainer_options = {
+            **spec.trainer,
+            "logger": tensorboard,
+            "callbacks": callbacks,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "enable_checkpointing": False,
+            "accelerator": "cpu",
+            "devices": 1,
+            "default_root_dir": str(log_root),
+        }
+        trainer = pl.Trainer(**trainer_options)
+        trainer.fit(model, datamodule=datamodule)
+        status, message = "ok", ""
+    except Exception as error:  # noqa: BLE001 - one failing variant must not stop the figure
+        status, message = "failed", f"{type(error).__name__}: {error}"
+        logger.debug("run %s failed:\n%s", spec.name, traceback.format_exc())
+
+    series = {}
+    for callback in callbacks:
+        steps, columns = callback.as_arrays()
+        for name, values in columns.items():
+            series[name] = (np.asarray(steps), np.asarray(values, dtype=np.float64))
+    log_dir = tensorboard.log_dir
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        Path(log_dir) / "series.npz", **{f"{name}/steps": steps for name, (steps, _) in series.items()},
+        **{f"{name}/values": values for name, (_, values) in series.items()},
+    )
+    return RunResult(spec, status, time.perf_counter() - start, message, series, log_dir)
+
+
+def default_workers(count: int) -> int:
+    """Return how many worker processes to use for ``count`` runs: one per CPU core, at most ``count``."""
+    return max(1, min(count, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _estimated_cost(spec: RunSpec) -> float:
+    samples = float(spec.data_args.get("num_samples", 1)) * float(spec.trainer.get("max_epochs", 1))
+    return samples * _RELATIVE_COST.get(spec.model.get("propagator", "BP"), 1.0)
+
+
+def run_specs(specs: list[RunSpec], *, workers: int | None = None, description: str = "runs") -> list[RunResult]:
+    """Run every spec, ``workers`` at a time in separate processes, with a progress bar.
+
+    Results come back in the order of ``specs``. With one worker the runs execute in this process.
+    """
+    from tqdm.auto import tqdm
+
+    workers = workers or default_workers(len(specs))
+    order = sorted(range(len(specs)), key=lambda index: -_estimated_cost(specs[index]))
+    results: list[RunResult | None] = [None] * len(specs)
+    with tqdm(total=len(specs), desc=description, unit="run") as progress:
+        if workers == 1:
+            for index in order:
+                results[index] = run_spec(specs[index])
+                progress.set_postfix_str(f"{specs[index].label}: {results[index].status}")
+                progress.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = {pool.submit(run_spec, specs[index]): index for index in order}
+                for future in as_completed(futures):
+                    index = futures[future]
+                    results[index] = future.result()
+                    progress.set_postfix_str(f"{specs[index].label}: {results[index].status}")
+                    progress.update()
+    for result in results:
+        assert result is not None
+        if result.status != "ok":
+            logger.warning("%s / %s %s: %s", result.spec.experiment, result.spec.name, result.status, result.message)
+    return [result for result in results if result is not None]

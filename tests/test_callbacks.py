@@ -1,0 +1,139 @@
+"""Callbacks record the training-set error, λmax and alignment angles, and save them with the run."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from dilightning.callbacks import AlignmentMonitor, StabilityMonitor, TrainingSetErrorMonitor
+from dilightning.data import NonlinearRegressionDataModule
+from dilightning.models import FeedforwardModule
+
+SIZES = [30, 20, 10, 10]
+
+
+def _fit(module, callbacks, tmp_path, samples=25):
+    data = NonlinearRegressionDataModule(num_samples=samples, val_samples=5, seed=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=TensorBoardLogger(str(tmp_path), name="run", version=""),
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=data)
+    return trainer, data
+
+
+def _numpy_sse(module, data):
+    inputs, targets = data.full_training_set()
+    with torch.no_grad():
+        return float(((module(inputs) - targets) ** 2).sum())
+
+
+def test_training_set_error_before_and_after(tmp_path):
+    module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "BP", lr=0.5, weight_scale=0.3)
+    data = NonlinearRegressionDataModule(num_samples=25, val_samples=5, seed=0)
+    initial = _numpy_sse(module, data)
+    monitor = TrainingSetErrorMonitor(chunk_size=4)  # several chunks and a partial last one
+
+    _fit(module, [monitor], tmp_path)
+
+    steps, columns = monitor.as_arrays()
+    assert steps == list(range(26))
+    assert columns["train_set/sse"][0] == np.float64(initial) or abs(columns["train_set/sse"][0] - initial) < 1e-5 * initial
+    assert abs(columns["train_set/sse"][-1] - _numpy_sse(module, data)) < 1e-5 * initial
+    assert (tmp_path / "run" / "training_set_error.csv").is_file()
+
+
+def test_stability_matches_numpy_eigenvalues(tmp_path):
+    module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "DI", alpha=0.01, lr=0.1, weight_scale=0.3)
+    monitor = StabilityMonitor()
+
+    _fit(module, [monitor], tmp_path)
+
+    W = module.network.layers[2].weight.detach().double().numpy()
+    B = module.propagator.feedback(2).double().numpy()
+    matrix = np.block([[-np.eye(10), B], [W, -0.01 * np.eye(10)]])
+    steps, columns = monitor.as_arrays()
+    assert abs(columns["lambda_max/layer_3"][-1] - np.linalg.eigvals(matrix).real.max()) < 1e-6
+    assert steps[0] == 0
+
+
+def test_stability_restabilizes_unstable_feedback(tmp_path):
+    module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "DI", alpha=0.0, lr=0.01)
+    module.propagator.set_feedback(2, -module.propagator.feedback(2))  # W B positive: unstable
+    monitor = StabilityMonitor()
+
+    _fit(module, [monitor], tmp_path, samples=5)
+
+    _, columns = monitor.as_arrays()
+    assert columns["restabilizations"][0] == 1
+    assert max(columns["lambda_max/layer_3"]) < 0
+
+
+def test_alignment_angles(tmp_path):
+    module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "NDI", alpha=0.01, lr=0.01, weight_scale=0.3)
+    monitor = AlignmentMonitor()
+
+    _fit(module, [monitor], tmp_path)
+
+    _, columns = monitor.as_arrays()
+    # NDI against itself is exact; Tr-Init feedback starts aligned with -W^T and drifts slowly.
+    assert max(columns["ndi_angle/layer_1"]) < 1e-2
+    assert columns["feedback_angle/layer_2"][0] < 5.0
+    assert all(0.0 <= value <= 180.0 for value in columns["pbp_angle/layer_2"])
+    with open(tmp_path / "run" / "alignment.csv") as handle:
+        header = next(csv.reader(handle))
+    assert {"step", "ndi_angle/layer_1", "pbp_angle/layer_2", "feedback_angle/layer_3"} <= set(header)
+
+
+def test_alignment_skips_rules_without_feedback(tmp_path):
+    module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "BP", lr=0.1)
+    monitor = AlignmentMonitor()
+
+    _fit(module, [monitor], tmp_path, samples=3)
+
+    assert monitor.series == {}
+
+
+def test_callbacks_log_to_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "DI", alpha=0.01, lr=0.1)
+    _fit(module, [StabilityMonitor(), AlignmentMonitor(), TrainingSetErrorMonitor()], tmp_path, samples=5)
+
+    events = EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"lambda_max/layer_2", "ndi_angle/layer_1", "feedback_angle/layer_3", "train_set/sse"} <= tags
+
+
+def test_batched_squared_error_matches_direct_evaluation(generator):
+    from dilightning.callbacks.training_error import batched_squared_error
+    from dilightning.inversion import get_nonlinearity
+
+    sizes, count = [7, 6, 5, 3], 4
+    weights = [torch.randn(count, b, a, generator=generator, dtype=torch.float64) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [torch.randn(count, b, generator=generator, dtype=torch.float64) for b in sizes[1:]]
+    biases[1] = None
+    names = ["tanh", "relu", "linear"]
+    inputs = torch.randn(50, 7, generator=generator, dtype=torch.float64)
+    targets = torch.randn(50, 3, generator=generator, dtype=torch.float64)
+
+    result = batched_squared_error(weights, biases, [get_nonlinearity(n) for n in names], inputs, targets, block_size=16)
+
+    for s in range(count):
+        h = inputs.numpy()
+        for W, b, name in zip(weights, biases, names):
+            a = h @ W[s].numpy().T + (0 if b is None else b[s].numpy())
+            h = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0), "linear": lambda v: v}[name](a)
+        expected = ((h - targets.numpy()) ** 2).sum()
+        assert abs(float(result[s]) - expected) < 1e-9 * expected
