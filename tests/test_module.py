@@ -204,3 +204,17 @@ def test_nonlinearity_count_must_match_layers():
 def test_softmax_only_on_output():
     with pytest.raises(ValueError, match="only valid for the output layer"):
         FeedforwardModule(SIZES, ["softmax", "tanh", "linear"], "BP")
+
+
+def test_update_batch_size_splits_into_sequential_updates(generator):
+    x, t, _ = _batches(generator, count=4, batch_size=3)
+    one_per_step = FeedforwardModule(SIZES, NONLINEARITIES, "DI", alpha=0.01, lr=0.1, weight_scale=0.5)
+    chunked = FeedforwardModule(SIZES, NONLINEARITIES, "DI", alpha=0.01, lr=0.1, weight_scale=0.5, update_batch_size=1)
+
+    _trainer(12).fit(one_per_step, DataLoader(TensorDataset(x, t), batch_size=1))
+    trainer = _trainer(12)
+    trainer.fit(chunked, DataLoader(TensorDataset(x, t), batch_size=6))
+
+    assert trainer.global_step == 12  # every sequential update is an optimizer step
+    for a, b in zip(one_per_step.network.parameters(), chunked.network.parameters()):
+        assert torch.equal(a, b)

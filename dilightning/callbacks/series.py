@@ -14,6 +14,9 @@ class SeriesCallback(pl.Callback):
 
     Values go to the trainer's logger (TensorBoard by default) as they are recorded and to
     ``<log_dir>/<filename>`` as a wide CSV (``step`` plus one column per series) when training ends.
+    Subclasses record in ``on_weight_update(trainer, pl_module)``, which
+    :class:`~dilightning.models.FeedforwardModule` calls after every weight update, also when one
+    Lightning step holds several updates.
 
     Args:
         filename: CSV file name inside the run's log directory.

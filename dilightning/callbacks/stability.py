@@ -15,10 +15,10 @@ logger = logging.getLogger(__name__)
 class StabilityMonitor(SeriesCallback):
     """Record ``λmax`` of Eq. S24 (Podlaski & Machens 2020) for each layer with DI dynamics.
 
-    Series ``lambda_max/<layer>`` hold the value after each update (step 0: before training); when a
-    value is ``≥ 0`` and ``restabilize`` is set, the feedback of that layer is re-optimized by SSA
-    descent, ``restabilizations`` counts the repairs so far, and ``lambda_max`` is recorded after the
-    repair. Propagators without such dynamics (BP, FA, PBP) are ignored.
+    Series ``lambda_max/<layer>`` hold the value after each update (step 0: before training). When a
+    value is ``≥ 0`` and ``restabilize`` is set, SSA descent re-optimizes that layer's feedback and
+    the value after the repair is recorded; ``restabilizations`` counts the repairs so far.
+    Propagators without such dynamics (BP, FA, PBP) are ignored.
 
     Args:
         every_n_steps: check every this many updates.
@@ -50,6 +50,6 @@ class StabilityMonitor(SeriesCallback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check(trainer, pl_module)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_weight_update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step % self.every_n_steps == 0:
             self._check(trainer, pl_module)

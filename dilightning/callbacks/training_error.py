@@ -37,8 +37,8 @@ def batched_squared_error(
         The summed squared error of every parameter set, ``(S,)``.
 
     ``tanh`` is the costliest part of the evaluation, and PyTorch's CPU sigmoid is several times
-    faster, so every tanh layer is evaluated as ``tanh(a) = 2 σ(2a) − 1`` with the factors folded
-    into the weights and biases around it; the result is equal up to float rounding.
+    faster. Every tanh layer is therefore evaluated as ``tanh(a) = 2 σ(2a) − 1``, with the factors
+    folded into the weights and biases around it. The result is equal up to float rounding.
     """
     folded = []
     scale, shift = 1.0, 0.0  # the previous activation h equals scale * s + shift for the stored s
@@ -125,7 +125,7 @@ class TrainingSetErrorMonitor(SeriesCallback):
         if len(self._steps) == self.chunk_size:
             self._flush(trainer, pl_module)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_weight_update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._store(trainer, pl_module)
 
     def _flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

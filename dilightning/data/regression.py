@@ -1,8 +1,8 @@
 """Synthetic regression tasks of Podlaski & Machens 2020, Sections 7.7.2-7.7.3 (after Lillicrap et al. 2016).
 
-Each task draws a fixed training set of ``num_samples`` examples; training is online (batch size 1
-by default) in a seeded random order, so one epoch shows every example once, as in the paper. The
-same ``seed`` gives the same data, the same teacher and the same order for every run.
+Each task draws a fixed training set of ``num_samples`` examples. Training is online (batch size 1
+by default) in a seeded random order, so one epoch shows every example once, as in the paper's
+experiments. The same ``seed`` gives the same data, the same teacher and the same order to every run.
 """
 
 from __future__ import annotations

@@ -1,19 +1,21 @@
 """LightningModule that trains a feedforward network with any error-propagation rule.
 
-Training uses manual optimization. Each step runs the forward pass, asks the configured
-:class:`~dilightning.propagators.ErrorPropagator` for every layer's error ``δ_l`` and turns the
+Training uses manual optimization. Each step runs the forward pass, computes every layer's error
+``δ_l`` with the configured :class:`~dilightning.propagators.ErrorPropagator` and turns the
 errors into gradients ``∂/∂W_l = δ_l h_{l-1}ᵀ`` and ``∂/∂b_l = δ_l`` (Podlaski & Machens 2020,
 Eq. 2) by back-propagating the surrogate ``Σ_l ⟨a_l, stopgrad(δ_l)⟩`` through each layer alone.
 Because the update arrives as ordinary ``.grad`` tensors, the optimizer (SGD with momentum or
 weight decay, Adam), gradient clipping and DDP's gradient all-reduce work unchanged.
 
-Hooks implemented: ``training_step`` (propagate errors and update), ``validation_step`` and
-``test_step`` (loss and error rate), ``configure_optimizers``.
+Hooks implemented: ``training_step`` (propagate errors and update, possibly several times per
+loaded batch), ``validation_step`` and ``test_step`` (loss and error rate), ``configure_optimizers``.
+Callbacks that define ``on_weight_update(trainer, pl_module)`` are called after every update.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +36,7 @@ REDUCTIONS = ("mean", "sum")
 
 @dataclass
 class StepRecord:
-    """What one training step propagated, kept for callbacks that compare rules.
+    """Errors and inputs of one training step, kept for callbacks that compare rules.
 
     ``weights`` are detached copies of ``[W_1, …, W_L]`` from before the update, ``deltas`` the
     propagated ``[δ_1, …, δ_L]``.
@@ -72,6 +74,9 @@ class FeedforwardModule(pl.LightningModule):
         fixed_norm_updates: rescale every parameter's update to unit norm before the optimizer step,
             so each step has length ``lr`` (Fig. 3b).
         gradient_clip_val: clip the global norm of the update to this value.
+        update_batch_size: examples per weight update. Each loaded batch is split into chunks of
+            this size that update the weights one after the other (1 gives online learning with
+            any loader batch size); ``None`` makes every loaded batch one update.
         bias: whether layers have biases.
         weight_init: ``"uniform"`` or ``"orthogonal"``.
         weight_scale: ``r`` of the uniform weight initialization.
@@ -104,6 +109,7 @@ class FeedforwardModule(pl.LightningModule):
         weight_decay: float = 0.0,
         fixed_norm_updates: bool = False,
         gradient_clip_val: float | None = None,
+        update_batch_size: int | None = None,
         bias: bool = True,
         weight_init: str = "uniform",
         weight_scale: float = 0.01,
@@ -114,6 +120,8 @@ class FeedforwardModule(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         _check_training_options(loss, reduction, optimizer, lr, momentum, weight_decay, gradient_clip_val)
+        if update_batch_size is not None and update_batch_size < 1:
+            raise ValueError(f"update_batch_size must be >= 1 or null, got {update_batch_size}")
 
         self.network = FeedforwardNetwork(
             layer_sizes,
@@ -170,6 +178,42 @@ class FeedforwardModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, target = batch
         optimizer = self.optimizers()
+        size = self.hparams.update_batch_size or x.shape[0]
+        hooks = [callback for callback in self.trainer.callbacks if hasattr(callback, "on_weight_update")]
+
+        # Several sequential updates per Lightning step keep online learning exact while paying
+        # Lightning's per-step overhead once per loaded batch instead of once per example.
+        losses = []
+        for start in range(0, x.shape[0], size):
+            losses.append(self.update(x[start : start + size], target[start : start + size], optimizer, self.manual_backward))
+            for callback in hooks:
+                callback.on_weight_update(self.trainer, self)
+        losses = torch.cat(losses)
+
+        loss = losses.mean()
+        self.train_loss.update(losses)
+        # Lightning's self.log costs about a millisecond, which would dominate online training, so
+        # the per-step value is logged only every log_every_n_steps and the epoch mean at the end.
+        if self.trainer.log_every_n_steps and batch_idx % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        return loss
+
+    def update(
+        self,
+        x: Tensor,
+        target: Tensor,
+        optimizer: torch.optim.Optimizer,
+        backward: Callable[[Tensor], None] | None = None,
+    ) -> Tensor:
+        """Apply one weight update from the batch ``(x, target)`` and return its per-sample losses.
+
+        Args:
+            x: inputs ``(N, d_0)``.
+            target: targets ``(N, d_L)`` or class indices ``(N,)``.
+            optimizer: the optimizer that applies the update.
+            backward: how to back-propagate the surrogate loss; ``manual_backward`` inside a
+                Trainer (so DDP synchronizes the update), ``Tensor.backward`` if ``None``.
+        """
         weights_before = [w.detach().clone() for w in self.network.weights] if self.keep_step_record else []
 
         pre_activations, deltas, cache, losses = self.propagate(x, target)
@@ -177,22 +221,16 @@ class FeedforwardModule(pl.LightningModule):
         scale = 1.0 / x.shape[0] if self.hparams.reduction == "mean" else 1.0
         surrogate = sum((a * delta).sum() for a, delta in zip(pre_activations, deltas)) * scale
         optimizer.zero_grad()
-        self.manual_backward(surrogate)
+        (backward or Tensor.backward)(surrogate)
         if self.hparams.fixed_norm_updates:
             self._normalize_updates()
         if self.hparams.gradient_clip_val is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm")
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.hparams.gradient_clip_val)
         optimizer.step()
 
         if self.keep_step_record:
             self.last_step = StepRecord(weights_before, cache, deltas)
-        loss = losses.mean()
-        self.train_loss.update(losses)
-        # Lightning's self.log costs about a millisecond, which would dominate online training, so
-        # the per-step value is logged only every log_every_n_steps and the epoch mean at the end.
-        if self.trainer.log_every_n_steps and self.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=x.shape[0])
-        return loss
+        return losses
 
     def on_train_epoch_end(self) -> None:
         self.log("train/loss", self.train_loss.compute(), sync_dist=True)

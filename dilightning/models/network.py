@@ -1,8 +1,8 @@
 """Feedforward network ``h_l = g_l(W_l h_{l-1} + b_l)`` that records what error propagation needs.
 
 Podlaski & Machens 2020, Eq. 1. The forward pass for training detaches each layer's input, so the
-graph of layer ``l`` only links ``a_l`` to ``W_l`` and ``b_l``; the weight update then comes from
-the propagated errors alone (Eq. 2), whatever rule produced them.
+graph of layer ``l`` only links ``a_l`` to ``W_l`` and ``b_l``. The weight update therefore comes
+from the propagated errors alone (Eq. 2), whatever rule produced them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Regenerate the paper's figures and tables: ``python -m dilightning.reproduce fig3``."""
+"""Regenerate the figures of Podlaski & Machens (2020): ``python -m dilightning.reproduce fig3``."""
 
 FIGURES = ("fig3",)
 

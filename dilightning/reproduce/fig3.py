@@ -49,6 +49,14 @@ def _plot_error(axis: plt.Axes, results: list[RunResult], title: str) -> None:
     axis.set_title(title, fontsize=9)
 
 
+def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Return the centred running median of ``values`` over ``window`` points (NaNs ignored)."""
+    if window <= 1 or len(values) < window:
+        return values
+    padded = np.pad(values, (window // 2, window - 1 - window // 2), mode="edge")
+    return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, window), axis=-1)
+
+
 def _plot_series(
     axis: plt.Axes,
     results: list[RunResult],
@@ -56,7 +64,15 @@ def _plot_series(
     series_styles: dict[str, Any],
     ylabel: str,
     title: str,
+    *,
+    kind: str = "angle",
 ) -> None:
+    """Plot the named series of every run whose rule is in ``rules``.
+
+    ``kind="angle"`` draws the per-update values faintly under their running median, because
+    single-example angles fluctuate strongly; ``kind="eigenvalue"`` plots ``−λmax`` on a log axis
+    turned upside down, so that more stable is lower, as in the paper.
+    """
     for result in results:
         if result.spec.model["propagator"] not in rules:
             continue
@@ -66,7 +82,15 @@ def _plot_series(
                 continue
             steps, values = result.series[series]
             options = {**style, "linestyle": linestyle if linestyle is not None else style["linestyle"]}
-            axis.plot(steps, values, **options)
+            if kind == "eigenvalue":
+                axis.plot(steps, -values, **options)
+            else:
+                axis.plot(steps, values, **{**options, "linestyle": "-", "linewidth": 0.4, "alpha": 0.2})
+                axis.plot(steps, rolling_median(values, max(1, len(values) // 100)), **options)
+    if kind == "eigenvalue":
+        axis.set_yscale("log")
+        axis.invert_yaxis()
+        axis.yaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"−{value:.0e}"))
     axis.set_xlabel("examples")
     axis.set_ylabel(ylabel)
     axis.set_title(title, fontsize=9)
@@ -86,14 +110,14 @@ def draw(results: list[RunResult], path_stem: Path, subtitle: str) -> None:
     solid = {"lambda_max/layer_2": None}
     _plot_error(axes[0, 0], linear, "a  linear regression")
     _plot_error(axes[0, 1], linear_norm, "b  fixed-norm updates")
-    _plot_series(axes[0, 2], linear, ("DI",), solid, "λmax", "c  stability of DI")
+    _plot_series(axes[0, 2], linear, ("DI",), solid, "λmax", "c  stability of DI", kind="eigenvalue")
     _plot_series(axes[0, 3], linear, ("DI",), {"ndi_angle/layer_1": None}, "δ_DI ∠ δ_NDI (°)", "d  DI vs NDI")
     _plot_series(axes[0, 4], linear, ("DI", "NDI"), {"feedback_angle/layer_2": None}, "B ∠ −Wᵀ (°)", "e  feedback alignment")
     _plot_series(axes[0, 5], linear, ("DI",), {"pbp_angle/layer_1": None}, "δ_DI ∠ δ_PBP (°)", "f  DI vs PBP")
 
     two_layers = {"lambda_max/layer_2": "-", "lambda_max/layer_3": "--"}
     _plot_error(axes[1, 0], nonlinear, "g  nonlinear regression")
-    _plot_series(axes[1, 1], nonlinear, ("DI",), two_layers, "λmax", "h  stability of DI")
+    _plot_series(axes[1, 1], nonlinear, ("DI",), two_layers, "λmax", "h  stability of DI", kind="eigenvalue")
     hidden = {"ndi_angle/layer_1": "-", "ndi_angle/layer_2": "--"}
     _plot_series(axes[1, 2], nonlinear, ("DI",), hidden, "δ_DI ∠ δ_NDI (°)", "i  DI vs NDI")
     feedback = {"feedback_angle/layer_2": "-", "feedback_angle/layer_3": "--"}
@@ -106,11 +130,8 @@ def draw(results: list[RunResult], path_stem: Path, subtitle: str) -> None:
     if not handles:
         handles, labels = axes[0, 0].get_legend_handles_labels()
     legend_axis.legend(handles, labels, loc="center", fontsize=8, frameon=False, title="variant")
-    legend_axis.text(
-        0.5, 0.02, "h-k: solid = first layer, dashed = second layer", ha="center", fontsize=8, transform=legend_axis.transAxes
-    )
-    for axis in (axes[0, 2], axes[1, 1]):
-        axis.axhline(0.0, color="black", linewidth=0.6, linestyle=":")
+    notes = "h-k: solid = first layer, dashed = second layer\nangles: running median over 1% of training"
+    legend_axis.text(0.5, 0.0, notes, ha="center", fontsize=8, transform=legend_axis.transAxes)
     figure.suptitle(f"Dynamic inversion on regression tasks (Podlaski & Machens 2020, Fig. 3) — {subtitle}", fontsize=11)
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path_stem.with_suffix(".png"), dpi=130)
