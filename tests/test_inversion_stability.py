@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from dilightning.inversion import (
     FeedbackStabilizationError,
@@ -139,3 +140,25 @@ def test_modal_lyapunov_matches_bartels_stewart(generator):
 
     assert modal.trace(shift) == pytest.approx(dense.trace(shift), rel=1e-9)
     np.testing.assert_allclose(modal.gradient(shift), dense.gradient(shift), rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("controller", ["standard", "expanding"])
+@pytest.mark.parametrize(("shape", "alpha"), [((4, 9), 0.0), ((9, 4), 0.3), ((6, 6), 0.05), ((1, 7), 0.2)])
+def test_system_eigenvalues_match_full_matrix(generator, controller, shape, alpha):
+    from dilightning.inversion.stability import system_eigenvalues
+
+    W = uniform_matrix(*shape, generator, 1.0)
+    B = uniform_matrix(shape[1], shape[0], generator, 1.0)
+
+    reduced = system_eigenvalues(W, B, alpha, controller=controller).numpy()
+
+    d_l, d_prev = shape
+    if controller == "standard":
+        full = np.block([[-np.eye(d_prev), B.numpy()], [W.numpy(), -alpha * np.eye(d_l)]])
+    else:
+        full = np.block([[-alpha * np.eye(d_prev), B.numpy()], [W.numpy(), -np.eye(d_l)]])
+    expected = np.linalg.eigvals(full)
+    distances = np.abs(reduced[:, None] - expected[None, :])
+    rows, columns = linear_sum_assignment(distances)  # pair each eigenvalue with its nearest match
+    assert len(reduced) == len(expected)
+    assert distances[rows, columns].max() < 1e-8

@@ -36,9 +36,11 @@ class AlignmentMonitor(SeriesCallback):
         self.every_n_steps = every_n_steps
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        pl_module.keep_step_record = True
+        # The module copies its weights before an update only when that update will be recorded.
+        pl_module.keep_step_record = (trainer.global_step + 1) % self.every_n_steps == 0
 
     def on_weight_update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pl_module.keep_step_record = (trainer.global_step + 1) % self.every_n_steps == 0
         if trainer.global_step % self.every_n_steps != 0:
             return
         propagator = pl_module.propagator

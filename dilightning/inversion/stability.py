@@ -80,11 +80,47 @@ def system_matrix(W: Tensor | Sequence[Tensor], B: Tensor, alpha: float, *, cont
     return matrix
 
 
+def system_eigenvalues(W: Tensor, B: Tensor, alpha: float, *, controller: str = "standard") -> Tensor:
+    """Return all eigenvalues of the Eq. S24 matrix of one layer pair from its smaller loop product.
+
+    An eigenvector ``[x; u]`` of ``[[−I, B], [W, −α I]]`` satisfies ``W B u = (λ + 1)(λ + α) u``, so
+    each eigenvalue ``μ`` of the ``m × m`` product ``K`` (``W B`` if ``d_l ≤ d_{l-1}``, else ``B W``,
+    which has the same non-zero eigenvalues) gives the two roots of ``λ² + (1 + α) λ + α − μ = 0``.
+    The other ``|d_l − d_{l-1}|`` eigenvalues are ``−1`` (``x`` in the null space of ``W``) when
+    ``d_{l-1} > d_l`` and ``−α`` (``u`` in the null space of ``B``) when ``d_l > d_{l-1}``. The
+    expanding controller ``[[−α I, B], [W, −I]]`` has the same quadratic with the roles of ``−1``
+    and ``−α`` swapped. This costs an ``m × m`` eigendecomposition instead of one of size
+    ``d_l + d_{l-1}``.
+
+    Returns:
+        ``d_l + d_{l-1}`` complex eigenvalues (complex128).
+    """
+    W64 = W.detach().to(torch.float64)
+    B64 = B.detach().to(torch.float64)
+    d_l, d_prev = W64.shape
+    product = W64 @ B64 if d_l <= d_prev else B64 @ W64
+    mu = torch.linalg.eigvals(product)
+    root = torch.sqrt((1.0 - alpha) ** 2 + 4.0 * mu)
+    quadratic = torch.cat([(-(1.0 + alpha) + root) / 2.0, (-(1.0 + alpha) - root) / 2.0])
+    # The leftover eigenvalue belongs to the bigger block: the state block (decay 1 for the standard
+    # controller) when d_(l-1) > d_l, the control block otherwise.
+    state_decay, control_decay = (1.0, alpha) if controller == "standard" else (alpha, 1.0)
+    leftover = -state_decay if d_prev > d_l else -control_decay
+    extra = torch.full((abs(d_l - d_prev),), leftover, dtype=quadratic.dtype, device=quadratic.device)
+    return torch.cat([quadratic, extra])
+
+
 def max_real_eigenvalue(W: Tensor | Sequence[Tensor], B: Tensor, alpha: float, *, controller: str = "standard") -> float:
     """Return the spectral abscissa ``λmax`` of :func:`system_matrix` (negative means stable).
 
-    Eigenvalues are computed in float64 with ``torch.linalg.eigvals``.
+    For one layer pair it comes from :func:`system_eigenvalues` (an eigendecomposition of the
+    smaller loop product); for a single-loop chain from the eigenvalues of the whole system matrix.
+    Both are computed in float64.
     """
+    weights = _check_system(W, B, controller)
+    alpha = check_alpha(alpha)
+    if len(weights) == 1 and isinstance(W, Tensor):
+        return float(system_eigenvalues(W, B, alpha, controller=controller).real.max())
     matrix = system_matrix(W, B, alpha, controller=controller).detach().to(torch.float64)
     return float(torch.linalg.eigvals(matrix).real.max())
 

@@ -149,7 +149,10 @@ class FeedforwardModule(pl.LightningModule):
         self.propagator.reset_feedback(self.network.weights, feedback_generator)
 
         self.classification = loss == "cross_entropy"
-        self.train_loss = torchmetrics.MeanMetric(sync_on_compute=False)
+        # Plain running sums: a torchmetrics state reset inside validation's inference mode would
+        # become an inference tensor that training could no longer update in place.
+        self._train_loss_sum = 0.0
+        self._train_loss_count = 0
         self.val_loss = torchmetrics.MeanMetric()
         self.test_loss = torchmetrics.MeanMetric()
         if self.classification:
@@ -175,6 +178,13 @@ class FeedforwardModule(pl.LightningModule):
         deltas = self.propagator(self.network.weights, cache, delta_out)
         return pre_activations, deltas, cache, losses
 
+    def on_fit_start(self) -> None:
+        if self.hparams.update_batch_size is not None and self.trainer.world_size > 1:
+            raise ValueError(
+                f"update_batch_size={self.hparams.update_batch_size} splits each batch into sequential updates, but "
+                "DDP synchronizes one backward pass per batch; set update_batch_size to null for multi-device training"
+            )
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, target = batch
         optimizer = self.optimizers()
@@ -191,7 +201,8 @@ class FeedforwardModule(pl.LightningModule):
         losses = torch.cat(losses)
 
         loss = losses.mean()
-        self.train_loss.update(losses)
+        self._train_loss_sum += float(losses.detach().sum())
+        self._train_loss_count += losses.numel()
         # Lightning's self.log costs about a millisecond, which would dominate online training, so
         # the per-step value is logged only every log_every_n_steps and the epoch mean at the end.
         if self.trainer.log_every_n_steps and batch_idx % self.trainer.log_every_n_steps == 0:
@@ -233,8 +244,9 @@ class FeedforwardModule(pl.LightningModule):
         return losses
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/loss", self.train_loss.compute(), sync_dist=True)
-        self.train_loss.reset()
+        if self._train_loss_count:
+            self.log("train/loss", self._train_loss_sum / self._train_loss_count, sync_dist=True)
+        self._train_loss_sum, self._train_loss_count = 0.0, 0
 
     def _normalize_updates(self) -> None:
         for parameter in self.network.parameters():
@@ -254,6 +266,25 @@ class FeedforwardModule(pl.LightningModule):
             accuracy = self.val_accuracy if split == "val" else self.test_accuracy
             accuracy.update(output, target)
             self.log(f"{split}/accuracy", accuracy, on_epoch=True, batch_size=x.shape[0])
+
+    def _thaw_metric_states(self) -> None:
+        # A metric reset inside trainer.validate() runs under torch.inference_mode, so its state
+        # tensors become inference tensors that a later validation inside fit (no_grad only) cannot
+        # update in place; cloning them outside inference mode makes them ordinary tensors again.
+        if torch.is_inference_mode_enabled():
+            return
+        for metric in self.modules():
+            if isinstance(metric, torchmetrics.Metric):
+                for name in metric._defaults:
+                    state = getattr(metric, name)
+                    if isinstance(state, Tensor) and state.is_inference():
+                        setattr(metric, name, state.clone())
+
+    def on_validation_epoch_start(self) -> None:
+        self._thaw_metric_states()
+
+    def on_test_epoch_start(self) -> None:
+        self._thaw_metric_states()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -103,6 +103,14 @@ class FeedforwardNetwork(nn.Module):
             h = g(layer(h))
         return h
 
+    def activations(self, x: Tensor) -> list[Tensor]:
+        """Return every layer's activity ``[h_1, …, h_L]`` for inputs ``(N, d_0)`` (``h_L`` as in :meth:`forward`)."""
+        outputs, h = [], x
+        for layer, g in zip(self.layers, self.nonlinearities):
+            h = g(layer(h))
+            outputs.append(h)
+        return outputs
+
     def forward_for_training(self, x: Tensor) -> tuple[list[Tensor], ForwardCache]:
         """Run the forward pass with every layer input detached.
 

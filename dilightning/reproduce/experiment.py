@@ -2,7 +2,8 @@
 
 An experiment YAML has the sections ``trainer``, ``model`` and ``data`` that ``dilightning fit``
 (LightningCLI) reads, plus ``experiment`` (name, title, figure, update modes, the overrides of the
-smoke scale) and ``variants`` (a list of model-option overrides, one per curve of the figure).
+smoke scale) and ``variants`` (a list of model-option overrides, one per curve of the figure, each with a ``label`` and
+optionally the ``color`` of its leak in Table 1: ``blue``, ``yellow`` or ``red``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Any
 
 import yaml
 
-SCALES = ("paper", "smoke")
+SCALES = ("paper", "quick", "smoke")
 UPDATE_MODES = {"fixed_lr": {}, "fixed_norm": {"fixed_norm_updates": True}}
+WEIGHT_INIT_SUFFIXES = {"uniform": "", "orthogonal": " (orth.)"}
+# What the regression figures record when an experiment names no monitors.
+DEFAULT_MONITORS = {"training_set_error": {}, "stability": {}, "alignment": {}}
 
 
 def config_dir() -> Path:
@@ -82,12 +86,20 @@ class RunSpec:
     output_dir: str
     seed: int
     threads: int = 1
-    tags: dict[str, Any] = field(default_factory=dict)
+    monitors: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_MONITORS))
+    artifacts: tuple[str, ...] = ()
+    validate_before_training: bool = False
+    color: str | None = None
 
     @property
     def name(self) -> str:
         """Unique run name inside its experiment, e.g. ``"fixed_lr/DI_Tr_alpha0"``."""
         return f"{self.update_mode}/{slugify(self.label)}"
+
+    @property
+    def weight_init(self) -> str:
+        """Weight initialization of the run (``"uniform"`` or ``"orthogonal"``)."""
+        return str(self.model.get("weight_init", "uniform"))
 
     def config_hash(self) -> str:
         """Return a short hash of everything that determines the run's results."""
@@ -95,39 +107,67 @@ class RunSpec:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def build_specs(name: str, *, scale: str, seed: int, output_dir: str | Path, threads: int = 1) -> list[RunSpec]:
-    """Expand ``configs/<name>.yaml`` into one :class:`RunSpec` per variant and update mode.
+def build_specs(
+    name: str,
+    *,
+    scale: str,
+    seed: int,
+    output_dir: str | Path,
+    threads: int = 1,
+    data_overrides: dict[str, Any] | None = None,
+) -> list[RunSpec]:
+    """Expand ``configs/<name>.yaml`` into one :class:`RunSpec` per variant, update mode and weight init.
 
-    Every run of the experiment gets the same data seed and weight seed, so all variants start from
-    identical weights and see the examples in the same order.
+    ``scale`` selects the paper's sizes or the ``quick``/``smoke`` overrides of the experiment
+    section. Every run of the experiment gets the same data seed and weight seed, so all variants
+    with one weight initialization start from identical weights and see the examples in the same
+    order. ``data_overrides`` replaces DataModule arguments (for example ``data_dir``).
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid choices are {list(SCALES)}")
     config = load_config(name)
     experiment = config.get("experiment", {})
-    if scale == "smoke":
-        config = _merge(config, experiment.get("smoke", {}))
+    if scale != "paper":
+        if scale not in experiment:
+            raise ValueError(f"{name}.yaml defines no {scale!r} scale; valid scales here: paper, "
+                             f"{', '.join(key for key in ('quick', 'smoke') if key in experiment)}")
+        config = _merge(config, experiment[scale])
     data = config["data"]
-    data_args = {**data.get("init_args", {}), "seed": seed}
+    data_args = {**data.get("init_args", {}), **(data_overrides or {}), "seed": seed}
+    trainer = {key: value for key, value in config.get("trainer", {}).items() if key != "callbacks"}
+    monitors = experiment.get("monitors", DEFAULT_MONITORS)
     specs = []
     for mode in experiment.get("update_modes", ["fixed_lr"]):
         if mode not in UPDATE_MODES:
             raise ValueError(f"unknown update mode {mode!r} in {name}.yaml; valid choices are {list(UPDATE_MODES)}")
-        for variant in config["variants"]:
-            overrides = {key: value for key, value in variant.items() if key != "label"}
-            model = {**config["model"], **overrides, **UPDATE_MODES[mode], "init_seed": seed}
-            specs.append(
-                RunSpec(
-                    experiment=experiment.get("name", name),
-                    label=variant["label"],
-                    update_mode=mode,
-                    model=model,
-                    data_class=data["class_path"],
-                    data_args=data_args,
-                    trainer=dict(config.get("trainer", {})),
-                    output_dir=str(output_dir),
-                    seed=seed,
-                    threads=threads,
+        for weight_init in experiment.get("weight_inits", [config["model"].get("weight_init", "uniform")]):
+            if weight_init not in WEIGHT_INIT_SUFFIXES:
+                raise ValueError(f"unknown weight init {weight_init!r} in {name}.yaml; valid: {list(WEIGHT_INIT_SUFFIXES)}")
+            for variant in config["variants"]:
+                overrides = {key: value for key, value in variant.items() if key not in ("label", "color")}
+                model = {
+                    **config["model"],
+                    **overrides,
+                    **UPDATE_MODES[mode],
+                    "weight_init": weight_init,
+                    "init_seed": seed,
+                }
+                specs.append(
+                    RunSpec(
+                        experiment=experiment.get("name", name),
+                        label=variant["label"] + WEIGHT_INIT_SUFFIXES[weight_init],
+                        update_mode=mode,
+                        model=model,
+                        data_class=data["class_path"],
+                        data_args=data_args,
+                        trainer=trainer,
+                        output_dir=str(output_dir),
+                        seed=seed,
+                        threads=threads,
+                        monitors=monitors,
+                        artifacts=tuple(experiment.get("artifacts", ())),
+                        validate_before_training=bool(experiment.get("validate_before_training", False)),
+                        color=variant.get("color"),
+                    )
                 )
-            )
     return specs

@@ -42,7 +42,7 @@ def _plot_error(axis: plt.Axes, results: list[RunResult], title: str) -> None:
     for result in results:
         if result.spec.label in normalized:
             steps = result.series[ERROR_SERIES][0]
-            axis.plot(steps, normalized[result.spec.label], label=result.spec.label, **variant_style(result.spec.model))
+            axis.plot(steps, normalized[result.spec.label], label=result.spec.label, **variant_style(result.spec.model, result.spec.color))
     axis.set_yscale("log")
     axis.set_xlabel("examples")
     axis.set_ylabel("NMSE")
@@ -76,7 +76,7 @@ def _plot_series(
     for result in results:
         if result.spec.model["propagator"] not in rules:
             continue
-        style = variant_style(result.spec.model)
+        style = variant_style(result.spec.model, result.spec.color)
         for series, linestyle in series_styles.items():
             if series not in result.series:
                 continue

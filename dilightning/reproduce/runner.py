@@ -25,14 +25,52 @@ _RELATIVE_COST = {"BP": 1.0, "FA": 1.0, "PBP": 1.2, "NDI": 1.3, "DI": 2.0, "Repe
 
 @dataclass
 class RunResult:
-    """Outcome of one run: its series (``name -> (steps, values)``), status and wall time in seconds."""
+    """Outcome of one run: its series (``name -> (steps, values)``), artifacts, status and wall time in seconds."""
 
     spec: RunSpec
     status: str
     seconds: float
     message: str = ""
     series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
     log_dir: str = ""
+
+
+def _monitors(spec: RunSpec) -> list:
+    from dilightning.callbacks import AlignmentMonitor, StabilityMonitor, TrainingSetErrorMonitor, ValidationMonitor
+
+    classes = {
+        "training_set_error": TrainingSetErrorMonitor,
+        "stability": StabilityMonitor,
+        "alignment": AlignmentMonitor,
+        "validation": ValidationMonitor,
+    }
+    unknown = sorted(set(spec.monitors) - set(classes))
+    if unknown:
+        raise ValueError(f"unknown monitors {unknown}; valid choices are {sorted(classes)}")
+    return [classes[name](**options) for name, options in spec.monitors.items()]
+
+
+def _artifacts(spec: RunSpec, model, datamodule) -> dict[str, np.ndarray]:
+    """Compute the requested artifacts of a trained autoencoder: example reconstructions and codes."""
+    import torch
+
+    if not spec.artifacts:
+        return {}
+    inputs, _ = datamodule.evaluation_set()
+    labels = datamodule.evaluation_labels()
+    model.eval()
+    with torch.no_grad():
+        activations = model.network.activations(inputs[:2000])
+    narrowest = int(np.argmin(model.network.layer_sizes[1:]))
+    results = {}
+    if "reconstructions" in spec.artifacts:
+        results["inputs"] = inputs[:10].numpy()
+        results["outputs"] = activations[-1][:10].numpy()
+    if "codes" in spec.artifacts:
+        results["codes"] = activations[narrowest].numpy()
+        results["labels"] = labels[:2000].numpy()
+    return results
 
 
 def _quiet_lightning() -> None:
@@ -45,12 +83,11 @@ def _quiet_lightning() -> None:
 
 
 def run_spec(spec: RunSpec) -> RunResult:
-    """Train one run described by ``spec`` and return its recorded series."""
+    """Train one run described by ``spec`` and return its recorded series and artifacts."""
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from dilightning.callbacks import AlignmentMonitor, StabilityMonitor, TrainingSetErrorMonitor
     from dilightning.models import FeedforwardModule
 
     _quiet_lightning()
@@ -58,7 +95,8 @@ def run_spec(spec: RunSpec) -> RunResult:
     start = time.perf_counter()
     log_root = Path(spec.output_dir) / "runs" / spec.experiment
     tensorboard = TensorBoardLogger(save_dir=str(log_root), name=spec.name, version="", default_hp_metric=False)
-    callbacks = [TrainingSetErrorMonitor(), StabilityMonitor(), AlignmentMonitor()]
+    callbacks = _monitors(spec)
+    artifacts: dict[str, np.ndarray] = {}
     try:
         pl.seed_everything(spec.seed, workers=True, verbose=False)
         module_name, class_name = spec.data_class.rsplit(".", 1)
@@ -76,7 +114,10 @@ def run_spec(spec: RunSpec) -> RunResult:
             "default_root_dir": str(log_root),
         }
         trainer = pl.Trainer(**trainer_options)
+        if spec.validate_before_training:
+            trainer.validate(model, datamodule=datamodule, verbose=False)
         trainer.fit(model, datamodule=datamodule)
+        artifacts = _artifacts(spec, model, datamodule)
         status, message = "ok", ""
     except Exception as error:  # noqa: BLE001 - one failing variant must not stop the figure
         status, message = "failed", f"{type(error).__name__}: {error}"
@@ -90,10 +131,12 @@ def run_spec(spec: RunSpec) -> RunResult:
     log_dir = tensorboard.log_dir
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
-        Path(log_dir) / "series.npz", **{f"{name}/steps": steps for name, (steps, _) in series.items()},
+        Path(log_dir) / "series.npz",
+        **{f"{name}/steps": steps for name, (steps, _) in series.items()},
         **{f"{name}/values": values for name, (_, values) in series.items()},
+        **{f"artifacts/{name}": value for name, value in artifacts.items()},
     )
-    return RunResult(spec, status, time.perf_counter() - start, message, series, log_dir)
+    return RunResult(spec, status, time.perf_counter() - start, message, series, artifacts, log_dir)
 
 
 def default_workers(count: int) -> int:

@@ -1,0 +1,45 @@
+"""The ``dilightning`` command: Lightning's CLI for :class:`~dilightning.models.FeedforwardModule`.
+
+Examples::
+
+    dilightning fit --config configs/mnist_classification.yaml --model.propagator DI --model.alpha 0.01
+    dilightning fit --config configs/nonlinear_regression.yaml --trainer.max_epochs 2
+    dilightning test --config configs/mnist_classification.yaml --ckpt_path runs/.../last.ckpt
+
+The experiment YAML files also hold ``experiment`` and ``variants`` sections for
+``python -m dilightning.reproduce``; the CLI accepts and ignores them, so one file serves both.
+TensorBoard is the default logger (``tensorboard --logdir lightning_logs``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from dilightning.models import FeedforwardModule
+
+
+class DILightningCLI(LightningCLI):
+    """LightningCLI that also accepts the ``experiment`` and ``variants`` sections of the configs."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--experiment", type=dict[str, Any], default={}, help="metadata for reproduce (ignored)")
+        parser.add_argument("--variants", type=list[dict[str, Any]], default=[], help="variants for reproduce (ignored)")
+
+
+def main(args: list[str] | None = None) -> DILightningCLI:
+    """Run the CLI with ``args`` (``sys.argv[1:]`` when ``None``)."""
+    return DILightningCLI(
+        FeedforwardModule,
+        pl.LightningDataModule,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
