@@ -281,6 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=None, help="shapes to time (default: all)")
     parser.add_argument("--algorithms", nargs="+", choices=list(ALGORITHMS), default=None, help="rules to time (default: all)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="time each call for at least this long (default: 1)")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurement (6 subprocesses)")
     parser.add_argument("--fig3", action="store_true", help="also time 'reproduce fig3 --scale paper' end to end")
     parser.add_argument("--workers", type=int, default=None, help="worker processes for --fig3")
     return parser.parse_args(argv)
@@ -289,7 +290,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("pytorch_lightning", "lightning_fabric"):
+    for name in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     if args.size == "small":
@@ -302,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     records = measure_rules(shapes, algorithms, steps=steps, min_seconds=args.min_seconds if args.size == "paper" else 0.05)
     records += measure_lightning_overhead(2000 if args.size == "paper" else 200)
-    records += measure_memory(784 if args.size == "paper" else 78)
+    if not args.skip_memory:
+        records += measure_memory(784 if args.size == "paper" else 78)
     if args.fig3:
         records.append(measure_fig3(args.workers))
 

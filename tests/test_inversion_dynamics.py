@@ -140,6 +140,13 @@ AGREEMENT_CASES = [
     (3, 30, 1e-2, "standard", "random"),
     (1, 5, 0.0, "standard", "tr"),
     (5, 1, 1e-2, "standard", "tr"),
+    # Loops above 16 dimensions go through the eigendecomposition.
+    (40, 60, 0.0, "standard", "tr"),
+    (60, 40, 1e-3, "standard", "tr"),
+    (60, 40, 0.0, "expanding", "tr"),
+    (25, 50, 1e-2, "expanding", "tr"),
+    (30, 30, 0.0, "standard", "small"),
+    (24, 40, 1e-2, "standard", "random"),
 ]
 
 
@@ -195,9 +202,10 @@ def test_closed_form_random_shapes(seed):
 
 def test_closed_form_nearly_defective_loop(generator):
     # A Jordan-like loop product makes the eigenvectors ill-conditioned; the dense route must take over.
-    W = torch.eye(6, dtype=torch.float64) + torch.diag(torch.ones(5, dtype=torch.float64), 1)
-    B = -0.3 * torch.eye(6, dtype=torch.float64)
-    delta = torch.randn(3, 6, generator=generator, dtype=torch.float64)
+    size = 24  # above the size where the dense route is used anyway
+    W = torch.eye(size, dtype=torch.float64) + torch.diag(torch.ones(size - 1, dtype=torch.float64), 1)
+    B = -0.3 * torch.eye(size, dtype=torch.float64)
+    delta = torch.randn(3, size, generator=generator, dtype=torch.float64)
 
     euler = dynamic_inversion(W, B, delta, 0.0, steps=300, method="euler")
     closed = dynamic_inversion(W, B, delta, 0.0, steps=300, method="closed_form")
@@ -242,3 +250,17 @@ def test_dtype_and_device_preserved(generator, device, dtype, method):
     assert result.dtype == dtype
     assert result.device.type == device
     assert vector_angle(result.double().cpu(), reference).max() < 0.1
+
+
+@pytest.mark.parametrize("controller", ["standard", "expanding"])
+@pytest.mark.parametrize("shape", [(8, 12), (12, 8)])
+def test_modal_and_dense_routes_agree(generator, monkeypatch, controller, shape):
+    from dilightning.inversion import closed_form
+
+    W = conditioned_matrix(*shape, generator)
+    dense = dynamic_inversion_matrix(W, -W.T, 1e-3, controller=controller)
+    monkeypatch.setattr(closed_form, "MAX_DENSE_SIZE", 0)
+
+    modal = dynamic_inversion_matrix(W, -W.T, 1e-3, controller=controller)
+
+    torch.testing.assert_close(modal, dense, rtol=1e-9, atol=1e-11)

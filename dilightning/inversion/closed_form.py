@@ -12,8 +12,9 @@ a subspace of size about ``2·min(d_l, d_{l-1}) + 1`` and depends on ``W`` and `
 smaller of the two loop products ``K = W B`` (``d_l × d_l``) and ``N = B W``
 (``d_{l-1} × d_{l-1}``). Diagonalizing that product decouples the recurrence into one tiny
 (3×3 or 4×4 homogeneous) recurrence per eigenvalue, whose ``steps``-th power costs ``O(log steps)``
-products. When the eigenvectors are ill-conditioned (a nearly defective loop product), the same
-recurrence is instead raised to its power as one dense matrix in the reduced coordinates.
+products. For small loops (``m ≤ 16``), and when the eigenvectors are ill-conditioned (a nearly
+defective loop product), the same recurrence is instead raised to its power as one dense matrix in
+the reduced coordinates.
 """
 
 from __future__ import annotations
@@ -21,71 +22,56 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Above this Frobenius condition number of the eigenvector matrix, the modal route loses more than
-# about 1e-6 relative accuracy in float64 and the dense route is used instead.
-MAX_EIGENVECTOR_CONDITION = 1e7
+# Above this Frobenius condition number of the eigenvector matrix the modal route loses more than
+# about 1e-6 (float64) or 1e-3 (float32) relative accuracy, and a more precise route is used instead.
+MAX_EIGENVECTOR_CONDITION = {torch.float64: 1e7, torch.float32: 1e4}
 
 
-def _blocks(rows: list[list[Tensor | float | None]], size: int, like: Tensor) -> Tensor:
-    """Assemble a block matrix whose blocks are ``(..., size, size)`` tensors or scalar multiples of I."""
-    eye = torch.eye(size, dtype=like.dtype, device=like.device).expand(like.shape[:-2] + (size, size))
-    zero = torch.zeros_like(eye)
-    assembled = []
-    for row in rows:
-        pieces = []
-        for block in row:
-            if block is None:
-                pieces.append(zero)
-            elif isinstance(block, Tensor):
-                pieces.append(block)
-            else:
-                pieces.append(block * eye)
-        assembled.append(torch.cat(pieces, dim=-1))
-    return torch.cat(assembled, dim=-2)
+# Up to this reduced size the dense route is cheaper than an eigendecomposition and never less exact.
+MAX_DENSE_SIZE = 16
 
 
 def _one_step_operator(loop: Tensor, dt: float, alpha: float, recurrence: str) -> Tensor:
     """Return the homogeneous one-step matrix of a reduced Euler recurrence.
 
     ``loop`` is the loop product (``K`` or ``N``) as a ``(..., m, m)`` tensor; a batch of ``1 × 1``
-    eigenvalues gives the per-mode operators. The last block of the state is the constant input,
-    so ``H^steps`` maps ``[0, …, 0, input]`` to the final state. Each update uses the value just
-    written by the previous one, in the order of Algorithms 1-2 (Podlaski & Machens 2020).
+    eigenvalues gives the per-mode operators. The state is a stack of ``m``-blocks whose last block
+    is the constant input, so ``H^steps`` maps ``[0, …, 0, input]`` to the final state. Each update
+    uses the value just written by the previous one, in the order of Algorithms 1-2 (Podlaski &
+    Machens 2020), and ``H`` is the product of the two updates written out block by block.
     """
     m = loop.shape[-1]
-    decay = 1.0 - dt
-    leak = 1.0 - dt * alpha
-    dt_loop = dt * loop
+    decay, leak = 1.0 - dt, 1.0 - dt * alpha
+    blocks = {"standard_range_B": 3, "standard_range_Wt": 4, "expanding_range_B": 3, "expanding_range_Wt": 3}[recurrence]
+    H = loop.new_zeros(loop.shape[:-2] + (blocks * m, blocks * m))
+    eye = torch.eye(m, dtype=loop.dtype, device=loop.device)
+
+    def put(row: int, column: int, value: Tensor | float) -> None:
+        block = H[..., row * m : (row + 1) * m, column * m : (column + 1) * m]
+        block += value * eye if not isinstance(value, Tensor) else value
 
     if recurrence == "standard_range_B":
-        # State [p, u, δ_l] with δ_{l-1} = B p: p ← (1-dt) p + dt u, then u ← (1-dtα) u + dt K p − dt δ_l.
-        first = _blocks([[decay, dt, None], [None, 1.0, None], [None, None, 1.0]], m, loop)
-        second = _blocks([[1.0, None, None], [dt_loop, leak, -dt], [None, None, 1.0]], m, loop)
+        # State [p, u, δ_l], δ_{l-1} = B p: p ← (1-dt) p + dt u, then u ← (1-dtα) u + dt K p − dt δ_l.
+        put(0, 0, decay), put(0, 1, dt)
+        put(1, 0, dt * decay * loop), put(1, 1, leak), put(1, 1, dt * dt * loop), put(1, 2, -dt)
     elif recurrence == "standard_range_Wt":
         # State [x, q, c, Bδ_l] with u = W q + c δ_l: x ← (1-dt) x + dt N q + dt c,
         # then q ← (1-dtα) q + dt x and c ← (1-dtα) c − dt Bδ_l.
-        first = _blocks(
-            [[decay, dt_loop, dt, None], [None, 1.0, None, None], [None, None, 1.0, None], [None, None, None, 1.0]],
-            m,
-            loop,
-        )
-        second = _blocks(
-            [[1.0, None, None, None], [dt, leak, None, None], [None, None, leak, -dt], [None, None, None, 1.0]],
-            m,
-            loop,
-        )
+        put(0, 0, decay), put(0, 1, dt * loop), put(0, 2, dt)
+        put(1, 0, dt * decay), put(1, 1, leak), put(1, 1, dt * dt * loop), put(1, 2, dt * dt)
+        put(2, 2, leak), put(2, 3, -dt)
     elif recurrence == "expanding_range_B":
-        # State [r, y, δ_l] with δ_{l-1} = B r and δ̃_l = y: r ← (1-dtα) r + dt y − dt δ_l,
-        # then y ← (1-dt) y + dt K r.
-        first = _blocks([[leak, dt, -dt], [None, 1.0, None], [None, None, 1.0]], m, loop)
-        second = _blocks([[1.0, None, None], [dt_loop, decay, None], [None, None, 1.0]], m, loop)
+        # State [r, y, δ_l], δ_{l-1} = B r, δ̃_l = y: r ← (1-dtα) r + dt y − dt δ_l, then y ← (1-dt) y + dt K r.
+        put(0, 0, leak), put(0, 1, dt), put(0, 2, -dt)
+        put(1, 0, dt * leak * loop), put(1, 1, decay), put(1, 1, dt * dt * loop), put(1, 2, -dt * dt * loop)
     elif recurrence == "expanding_range_Wt":
-        # State [x, s, Bδ_l] with δ̃_l = W s: x ← (1-dtα) x + dt N s − dt Bδ_l, then s ← (1-dt) s + dt x.
-        first = _blocks([[leak, dt_loop, -dt], [None, 1.0, None], [None, None, 1.0]], m, loop)
-        second = _blocks([[1.0, None, None], [dt, decay, None], [None, None, 1.0]], m, loop)
+        # State [x, s, Bδ_l], δ̃_l = W s: x ← (1-dtα) x + dt N s − dt Bδ_l, then s ← (1-dt) s + dt x.
+        put(0, 0, leak), put(0, 1, dt * loop), put(0, 2, -dt)
+        put(1, 0, dt * leak), put(1, 1, decay), put(1, 1, dt * dt * loop), put(1, 2, -dt * dt)
     else:  # pragma: no cover - guarded by the public function
         raise ValueError(f"unknown recurrence {recurrence!r}")
-    return second @ first
+    put(blocks - 1, blocks - 1, 1.0)
+    return H
 
 
 def _final_state_map(loop: Tensor, dt: float, alpha: float, steps: int, recurrence: str) -> Tensor:
@@ -102,8 +88,8 @@ def _modal_final_state_map(loop: Tensor, dt: float, alpha: float, steps: int, re
         inverse = torch.linalg.inv(eigenvectors)
     except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
         return None
-    condition = torch.linalg.matrix_norm(eigenvectors) * torch.linalg.matrix_norm(inverse)
-    if not bool(torch.isfinite(condition)) or float(condition) > MAX_EIGENVECTOR_CONDITION:
+    condition = torch.linalg.vector_norm(eigenvectors) * torch.linalg.vector_norm(inverse)
+    if not bool(torch.isfinite(condition)) or float(condition) > MAX_EIGENVECTOR_CONDITION[loop.dtype]:
         return None
 
     gains = _final_state_map(eigenvalues.reshape(-1, 1, 1), dt, alpha, steps, recurrence).reshape(-1)
@@ -137,26 +123,36 @@ def dynamic_inversion_matrix(
         controller: ``"standard"`` or ``"expanding"``.
 
     Returns:
-        ``P`` of shape ``(d_{l-1}, d_l)`` in the dtype of ``W``. It is computed in float64.
+        ``P`` of shape ``(d_{l-1}, d_l)`` in the dtype of ``W``.
     """
-    W64 = W.detach().to(torch.float64)
-    B64 = B.detach().to(torch.float64)
-    d_l, d_prev = W64.shape
+    # float64 inputs are solved in float64; float32 inputs in float32 (complex64 modes), which
+    # halves the cost of the eigendecomposition for large layers and stays within float32 accuracy.
+    compute = torch.float64 if W.dtype == torch.float64 else torch.float32
+    Wc = W.detach().to(compute)
+    Bc = B.detach().to(compute)
+    d_l, d_prev = Wc.shape
 
     # Work in the smaller of the two coordinate systems.
     if d_l <= d_prev:
-        loop = W64 @ B64
+        loop = Wc @ Bc
         recurrence = f"{controller}_range_B"
     else:
-        loop = B64 @ W64
+        loop = Bc @ Wc
         recurrence = f"{controller}_range_Wt"
 
-    state_map = _modal_final_state_map(loop, dt, alpha, steps, recurrence)
+    state_map = None
+    if loop.shape[-1] > MAX_DENSE_SIZE:
+        state_map = _modal_final_state_map(loop, dt, alpha, steps, recurrence)
+        if state_map is None and compute == torch.float32:
+            # Too ill-conditioned for float32 modes: float64 modes are still far cheaper than dense.
+            state_map = _modal_final_state_map(loop.to(torch.float64), dt, alpha, steps, recurrence)
+            state_map = None if state_map is None else state_map.to(compute)
     if state_map is None:
-        state_map = _final_state_map(loop, dt, alpha, steps, recurrence)
+        # Small or nearly defective loops: the exact power of the whole reduced recurrence, in float64.
+        state_map = _final_state_map(loop.to(torch.float64), dt, alpha, steps, recurrence).to(compute)
 
     if recurrence.endswith("range_B"):
-        propagation = B64 @ state_map
+        propagation = Bc @ state_map
     else:
-        propagation = state_map @ B64
+        propagation = state_map @ Bc
     return propagation.to(W.dtype)
