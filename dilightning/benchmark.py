@@ -225,7 +225,7 @@ import resource, torch
 from dilightning.inversion import dynamic_inversion
 torch.manual_seed(0)
 W = torch.randn({size}, {size} // 2) / {size} ** 0.5
-delta = torch.randn(100, {size})
+delta = torch.randn(10, {size})
 dynamic_inversion(W, -W.T, delta, 0.01, steps=2, method={method!r})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 dynamic_inversion(W, -W.T, delta, 0.01, steps={steps}, method={method!r})
@@ -236,13 +236,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 
 
 def measure_memory(size: int) -> list[Record]:
-    """Peak memory growth of one DI call (batch 100, a ``size × size/2`` layer) for 100 to 10 000 steps."""
+    """Peak memory growth of one DI call (batch 10, a ``size × size/2`` layer) for 100 to 10 000 steps."""
     records = []
     for method in ("closed_form", "euler"):
         for steps in (100, 1000, 10000):
             kib = _rss_child(steps, method, size)
             records.append(
-                Record(f"DI-{method}", f"{size}x{size // 2}", 100, "peak_memory_growth", 0.0, 1, extra={"steps": steps, "kib": kib})
+                Record(f"DI-{method}", f"{size}x{size // 2}", 10, "peak_memory_growth", 0.0, 1, extra={"steps": steps, "kib": kib})
             )
     return records
 
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     records = measure_rules(shapes, algorithms, steps=steps, min_seconds=args.min_seconds if args.size == "paper" else 0.05)
     records += measure_lightning_overhead(2000 if args.size == "paper" else 200)
     if not args.skip_memory:
-        records += measure_memory(784 if args.size == "paper" else 78)
+        records += measure_memory(200 if args.size == "paper" else 40)
     if args.fig3:
         records.append(measure_fig3(args.workers))
 

@@ -143,7 +143,8 @@ def single_loop_inversion(
         names = [g.name for g in resolved]
         readouts = list(resolved)
 
-    if native.available(B, flat, *weights, *(slopes or [])):
+    shapes = [tuple(weight.shape) for weight in weights] + [tuple(B.shape)]
+    if native.available(B, flat, *weights, *(slopes or [])) and native.faster_than_torch(flat.shape[0], shapes):
         states = native.single_loop_euler(weights, B, flat, alpha, dt, steps, names, slopes)
         return [state.reshape(*leading, state.shape[-1]) for state in states]
 

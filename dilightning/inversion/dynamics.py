@@ -124,8 +124,8 @@ def dynamic_inversion(
         controller: ``"standard"`` (Eqs. 5, 8, 14) or ``"expanding"`` (Eqs. S1-S2).
         method: ``"closed_form"`` computes the exact final state of the linear recurrence without
             stepping (:func:`dynamic_inversion_matrix`); ``"euler"`` steps through the loop, in
-            compiled C on the CPU when a C compiler is available (:mod:`dilightning.inversion.native`)
-            and in PyTorch otherwise; ``"auto"`` picks ``"closed_form"`` for linear and ``"euler"``
+            compiled C on the CPU when a C compiler is available and the layer is small enough for C
+            to be faster (:mod:`dilightning.inversion.native`), in PyTorch otherwise; ``"auto"`` picks ``"closed_form"`` for linear and ``"euler"``
             for nonlinear controllers.
 
     Returns:
@@ -150,7 +150,7 @@ def dynamic_inversion(
 
     flat, leading = flatten_batch(delta)
     if method == "euler" or g is not None:
-        if native.available(W, B, flat):
+        if native.available(W, B, flat) and native.faster_than_torch(flat.shape[0], [tuple(W.shape)]):
             name = "linear" if g is None else g.name
             result = native.dynamic_inversion_euler(W, B, flat, alpha, dt, steps, name, controller)
         else:

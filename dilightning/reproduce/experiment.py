@@ -103,7 +103,10 @@ class RunSpec:
 
     def config_hash(self) -> str:
         """Return a short hash of everything that determines the run's results."""
-        payload = {key: value for key, value in asdict(self).items() if key not in ("output_dir", "threads")}
+        from dilightning import __version__
+
+        payload = {key: value for key, value in asdict(self).items() if key not in ("output_dir", "threads", "color")}
+        payload["version"] = __version__
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -173,9 +173,20 @@ def save_data(results: list[RunResult], embeddings: dict[str, np.ndarray], path:
 
 
 def reproduce(
-    *, scale: str, output_dir: Path, seed: int, workers: int | None, data_dir: str, download: bool = False
+    *,
+    scale: str,
+    output_dir: Path,
+    seed: int,
+    workers: int | None,
+    data_dir: str,
+    download: bool = False,
+    resume: bool = True,
 ) -> dict[str, Any]:
-    """Train every Fig. 4 variant, then write ``fig4.png``, ``fig4.pdf``, ``fig4_summary.json`` and ``fig4_data.npz``."""
+    """Train every Fig. 4 variant, then write ``fig4.png``, ``fig4.pdf``, ``fig4_summary.json`` and ``fig4_data.npz``.
+
+    With ``resume``, runs finished earlier with the same resolved config are loaded from
+    ``<output_dir>/runs/cache`` instead of trained again.
+    """
     start = time.perf_counter()
     overrides = {"data_dir": data_dir, "download": download}
     specs = [
@@ -188,7 +199,8 @@ def reproduce(
 
         MNISTDataModule(data_dir=data_dir, download=True).prepare_data()
     logger.info("fig4: %d runs at %s scale, seed %d", len(specs), scale, seed)
-    results = run_specs(specs, workers=workers, description="fig4")
+    cache_dir = output_dir / "runs" / "cache" if resume else None
+    results = run_specs(specs, workers=workers, description="fig4", cache_dir=cache_dir)
 
     subtitle = _scale_note(specs, scale)
     embeddings = draw(results, output_dir / "fig4", subtitle, seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import multiprocessing
 import os
@@ -149,31 +150,84 @@ def _estimated_cost(spec: RunSpec) -> float:
     return samples * _RELATIVE_COST.get(spec.model.get("propagator", "BP"), 1.0)
 
 
-def run_specs(specs: list[RunSpec], *, workers: int | None = None, description: str = "runs") -> list[RunResult]:
+def _cache_path(cache_dir: Path, spec: RunSpec) -> Path:
+    return cache_dir / f"{spec.experiment}-{spec.config_hash()}.npz"
+
+
+def save_result(result: RunResult, cache_dir: Path) -> Path:
+    """Store a finished run under the hash of its resolved config, for :func:`load_result`."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = _cache_path(cache_dir, result.spec)
+    meta = {"status": result.status, "seconds": result.seconds, "message": result.message, "log_dir": result.log_dir}
+    arrays = {f"series/{name}/steps": steps for name, (steps, _) in result.series.items()}
+    arrays.update({f"series/{name}/values": values for name, (_, values) in result.series.items()})
+    arrays.update({f"artifacts/{name}": value for name, value in result.artifacts.items()})
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez_compressed(partial, meta=np.asarray(json.dumps(meta)), **arrays)
+    os.replace(partial, path)  # a run killed while saving never leaves a half-written result
+    return path
+
+
+def load_result(spec: RunSpec, cache_dir: Path) -> RunResult | None:
+    """Return the stored result of a run with exactly this resolved config, or ``None``."""
+    path = _cache_path(cache_dir, spec)
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        meta = json.loads(str(stored["meta"]))
+        series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        artifacts: dict[str, np.ndarray] = {}
+        for key in stored.files:
+            if key.startswith("series/") and key.endswith("/steps"):
+                name = key[len("series/") : -len("/steps")]
+                series[name] = (stored[key], stored[f"series/{name}/values"])
+            elif key.startswith("artifacts/"):
+                artifacts[key[len("artifacts/") :]] = stored[key]
+    return RunResult(spec, meta["status"], meta["seconds"], meta["message"], series, artifacts, meta["log_dir"])
+
+
+def run_specs(
+    specs: list[RunSpec],
+    *,
+    workers: int | None = None,
+    description: str = "runs",
+    cache_dir: Path | None = None,
+) -> list[RunResult]:
     """Run every spec, ``workers`` at a time in separate processes, with a progress bar.
 
     Results come back in the order of ``specs``. With one worker the runs execute in this process.
+    With ``cache_dir``, each finished run is stored under the hash of its resolved config, and a run
+    whose result is already stored is loaded instead of trained, so an interrupted figure resumes.
     """
     from tqdm.auto import tqdm
 
-    workers = workers or default_workers(len(specs))
-    order = sorted(range(len(specs)), key=lambda index: -_estimated_cost(specs[index]))
     results: list[RunResult | None] = [None] * len(specs)
-    with tqdm(total=len(specs), desc=description, unit="run") as progress:
+    if cache_dir is not None:
+        for index, spec in enumerate(specs):
+            results[index] = load_result(spec, cache_dir)
+    pending = [index for index, result in enumerate(results) if result is None]
+    if cache_dir is not None and len(pending) < len(specs):
+        logger.info("%s: loaded %d finished runs from %s", description, len(specs) - len(pending), cache_dir)
+
+    def finish(index: int, result: RunResult, progress) -> None:
+        results[index] = result
+        if cache_dir is not None:
+            save_result(result, cache_dir)
+        progress.set_postfix_str(f"{specs[index].label}: {result.status}")
+        progress.update()
+
+    workers = workers or default_workers(max(1, len(pending)))
+    order = sorted(pending, key=lambda index: -_estimated_cost(specs[index]))
+    with tqdm(total=len(specs), initial=len(specs) - len(pending), desc=description, unit="run") as progress:
         if workers == 1:
             for index in order:
-                results[index] = run_spec(specs[index])
-                progress.set_postfix_str(f"{specs[index].label}: {results[index].status}")
-                progress.update()
-        else:
+                finish(index, run_spec(specs[index]), progress)
+        elif order:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
                 futures = {pool.submit(run_spec, specs[index]): index for index in order}
                 for future in as_completed(futures):
-                    index = futures[future]
-                    results[index] = future.result()
-                    progress.set_postfix_str(f"{specs[index].label}: {results[index].status}")
-                    progress.update()
+                    finish(futures[future], future.result(), progress)
     for result in results:
         assert result is not None
         if result.status != "ok":
