@@ -2,7 +2,7 @@
 
 Measures, in one run and after warm-up, the median time of one propagation (``propagator(...)``)
 and of one training update (forward pass, propagation, surrogate backward, optimizer step) for
-every rule at the shapes of the paper's experiments, Lightning's per-update overhead in online
+every rule at the shapes of the experiments of Podlaski & Machens (2020), Lightning's per-update overhead in online
 training, the peak memory of DI for different numbers of Euler steps and, with ``--fig3``, the
 wall time of ``reproduce fig3 --scale paper``. Ratios to BP and to NDI come from the same run.
 """
@@ -71,7 +71,7 @@ ALGORITHMS: dict[str, dict[str, Any]] = {
     "DI-nonlinear-torch": {"propagator": "DI", "alpha": 1e-2, "nonlinear_controller": True, "_native": False},
     "SLDI": {"propagator": "SLDI", "alpha": 1e-2},
 }
-# Rules whose cost grows with the number of Euler steps; on large shapes they are timed with fewer
+# Rules whose cost grows with the number of Euler steps. On large shapes they are timed with fewer
 # steps and scaled up, because the cost of an Euler loop is linear in its length.
 STEPPED = {"DI-euler", "DI-nonlinear", "DI-nonlinear-torch", "SLDI"}
 

@@ -20,14 +20,27 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from dilightning.models import FeedforwardModule
+from dilightning.validation import ConfigError, validate_data, validate_model
 
 
 class DILightningCLI(LightningCLI):
-    """LightningCLI that also accepts the ``experiment`` and ``variants`` sections of the configs."""
+    """LightningCLI that validates the config first and accepts the configs' reproduce sections."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--experiment", type=dict[str, Any], default={}, help="metadata for reproduce (ignored)")
         parser.add_argument("--variants", type=list[dict[str, Any]], default=[], help="variants for reproduce (ignored)")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        model = {key: value for key, value in dict(config.get("model", {})).items()}
+        data = config.get("data") or {}
+        try:
+            validate_model(model)
+            if data.get("class_path"):
+                validate_data(str(data["class_path"]), dict(data.get("init_args") or {}), model)
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 def main(args: list[str] | None = None) -> DILightningCLI:

@@ -57,7 +57,7 @@ def test_fit_mnist_classification_with_di(tmp_path):
 
 
 def test_unknown_propagator_is_rejected(tmp_path, capsys):
-    with pytest.raises(ValueError, match="unknown propagator 'XX'"):
+    with pytest.raises(SystemExit) as exit_info:
         main(
             [
                 "fit",
@@ -66,3 +66,6 @@ def test_unknown_propagator_is_rejected(tmp_path, capsys):
                 f"--trainer.default_root_dir={tmp_path}",
             ]
         )
+
+    assert exit_info.value.code == 2
+    assert "invalid config: model.propagator = 'XX'; valid choices are ['BP'" in capsys.readouterr().err

@@ -101,3 +101,17 @@ def test_pseudo_inverse_rank_deficient(generator):
 
     expected = (np.linalg.pinv(W.numpy()) @ delta.numpy().T).T
     np.testing.assert_allclose(result.numpy(), expected, rtol=1e-8, atol=1e-10)
+
+
+def test_pseudo_inverse_falls_back_when_svd_fails(generator, monkeypatch):
+    W = conditioned_matrix(9, 6, generator)
+    delta = torch.randn(4, 9, generator=generator, dtype=torch.float64)
+
+    def failing_pinv(matrix):
+        raise torch.linalg.LinAlgError("linalg.svd: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "pinv", failing_pinv)
+    result = pseudo_inverse(W, delta)
+
+    expected = (np.linalg.pinv(W.numpy()) @ delta.numpy().T).T
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-9, atol=1e-11)

@@ -216,7 +216,7 @@ def test_feedback_saved_in_state_dict(generator):
 
     restored.load_state_dict(propagator.state_dict())
 
-    assert set(propagator.state_dict()) == {"feedback_2", "feedback_3", "feedback_loop"}
+    assert set(propagator.state_dict()) == {"feedback_2", "feedback_3", "feedback_loop", "restabilizations"}
     assert torch.equal(restored.feedback_loop, propagator.feedback_loop)
 
 

@@ -57,6 +57,14 @@ class SeriesCallback(pl.Callback):
         self.saved_path = path
         return path
 
+    def state_dict(self) -> dict[str, dict[int, float]]:
+        """Return the series recorded so far; Lightning stores it in checkpoints."""
+        return {"series": {name: dict(values) for name, values in self.series.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, dict[int, float]]) -> None:
+        """Restore the series of a resumed run, so its CSV covers the whole training."""
+        self.series = {name: {int(step): float(value) for step, value in values.items()} for name, values in state_dict.get("series", {}).items()}
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             self.save(trainer.log_dir or trainer.default_root_dir)

@@ -101,6 +101,7 @@ class TrainingSetErrorMonitor(SeriesCallback):
         self._weights: list[Tensor] = []
         self._biases: list[Tensor | None] = []
         self._steps: list[int] = []
+        self._attached: tuple[pl.Trainer, pl.LightningModule] | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         inputs, targets = self.dataset if self.dataset is not None else trainer.datamodule.full_training_set()
@@ -112,7 +113,15 @@ class TrainingSetErrorMonitor(SeriesCallback):
             None if layer.bias is None else layer.bias.new_empty((self.chunk_size, *layer.bias.shape)) for layer in layers
         ]
         self._steps = []
-        self._store(trainer, pl_module)
+        self._attached = (trainer, pl_module)
+        if trainer.global_step == 0:
+            self._store(trainer, pl_module)  # the error before any update; a resumed run has it already
+
+    def state_dict(self) -> dict[str, dict[int, float]]:
+        # Evaluate the buffered parameter copies first, so a checkpoint holds every step so far.
+        if self._attached is not None:
+            self._flush(*self._attached)
+        return super().state_dict()
 
     def _store(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         slot = len(self._steps)

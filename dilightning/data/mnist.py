@@ -17,6 +17,8 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from dilightning.data.sampling import ResumableDataModuleMixin
+
 DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}
 TASKS = ("classification", "autoencoder")
 EVALUATION_SPLITS = ("test", "train")
@@ -43,7 +45,7 @@ def load_images(data_dir: str | Path, dataset: str, *, train: bool, download: bo
     return data.data, data.targets
 
 
-class MNISTDataModule(pl.LightningDataModule):
+class MNISTDataModule(ResumableDataModuleMixin, pl.LightningDataModule):
     """MNIST-style images as flat vectors, with the preprocessing of the paper's two tasks.
 
     Args:
@@ -156,8 +158,8 @@ class MNISTDataModule(pl.LightningDataModule):
         return self._eval_labels
 
     def train_dataloader(self) -> DataLoader:
-        order = torch.Generator().manual_seed(self.seed)
-        return DataLoader(TensorDataset(*self.full_training_set()), batch_size=self.batch_size, shuffle=True, generator=order)
+        dataset = TensorDataset(*self.full_training_set())
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=self.training_sampler(len(dataset)))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(TensorDataset(*self.evaluation_set()), batch_size=1000)

@@ -14,8 +14,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from dilightning.data.sampling import ResumableDataModuleMixin
 
-class RegressionDataModule(pl.LightningDataModule):
+
+class RegressionDataModule(ResumableDataModuleMixin, pl.LightningDataModule):
     """Base for the synthetic regression tasks: a training set and an independent validation set.
 
     Args:
@@ -72,8 +74,8 @@ class RegressionDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         inputs, targets = self.full_training_set()
-        order = torch.Generator().manual_seed(self.seed + 1)
-        return DataLoader(TensorDataset(inputs, targets), batch_size=self.batch_size, shuffle=True, generator=order)
+        sampler = self.training_sampler(inputs.shape[0])
+        return DataLoader(TensorDataset(inputs, targets), batch_size=self.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

@@ -16,7 +16,8 @@ def pseudo_inverse(W: Tensor, delta: Tensor) -> Tensor:
     """Propagate errors through the Moore-Penrose pseudoinverse, ``W⁺ δ`` (pseudobackprop).
 
     Implements ``M_l = W_l⁺`` of Podlaski & Machens 2020, Eq. 4, computed by SVD
-    (``torch.linalg.pinv``), so rank-deficient ``W`` is handled.
+    (``torch.linalg.pinv``), so rank-deficient ``W`` is handled; when the SVD fails to converge it
+    falls back to a float64 least-squares solve by complete orthogonal factorization.
 
     Args:
         W: forward weights, ``(d_l, d_{l-1})``.
@@ -27,7 +28,15 @@ def pseudo_inverse(W: Tensor, delta: Tensor) -> Tensor:
     """
     check_matrix("W", W)
     check_delta(delta, W.shape[0])
-    return delta @ torch.linalg.pinv(W).transpose(0, 1)
+    try:
+        return delta @ torch.linalg.pinv(W).transpose(0, 1)
+    except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
+        # LAPACK's divide-and-conquer SVD can fail to converge on matrices with many equal singular
+        # values (an orthogonal W, for example). A complete orthogonal factorization (gelsy) gives
+        # the same minimum-norm least-squares solution without an SVD.
+        flat, leading = flatten_batch(delta)
+        solution = torch.linalg.lstsq(W.detach().cpu().double(), flat.detach().cpu().double().T, driver="gelsy").solution
+        return solution.T.to(dtype=delta.dtype, device=delta.device).reshape(*leading, W.shape[1])
 
 
 def non_dynamic_inversion(W: Tensor, B: Tensor, delta: Tensor, alpha: float) -> Tensor:

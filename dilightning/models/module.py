@@ -31,6 +31,11 @@ from dilightning.propagators import ErrorPropagator, ForwardCache, build_propaga
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam")
+
+
+class DivergenceError(RuntimeError):
+    """Raised when training produces NaN or Inf in an error, a weight or the loss."""
+
 REDUCTIONS = ("mean", "sum")
 
 
@@ -77,6 +82,8 @@ class FeedforwardModule(pl.LightningModule):
         update_batch_size: examples per weight update. Each loaded batch is split into chunks of
             this size that update the weights one after the other (1 gives online learning with
             any loader batch size); ``None`` makes every loaded batch one update.
+        check_finite: stop with :class:`DivergenceError` (naming the update, layer and rule) as soon
+            as an error, a weight or the loss is NaN or Inf.
         bias: whether layers have biases.
         weight_init: ``"uniform"`` or ``"orthogonal"``.
         weight_scale: ``r`` of the uniform weight initialization.
@@ -110,6 +117,7 @@ class FeedforwardModule(pl.LightningModule):
         fixed_norm_updates: bool = False,
         gradient_clip_val: float | None = None,
         update_batch_size: int | None = None,
+        check_finite: bool = True,
         bias: bool = True,
         weight_init: str = "uniform",
         weight_scale: float = 0.01,
@@ -161,6 +169,7 @@ class FeedforwardModule(pl.LightningModule):
 
         self.keep_step_record = False
         self.last_step: StepRecord | None = None
+        self.updates_done = 0
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the network output (logits for classification) for inputs ``(N, d_0)``."""
@@ -228,6 +237,8 @@ class FeedforwardModule(pl.LightningModule):
         weights_before = [w.detach().clone() for w in self.network.weights] if self.keep_step_record else []
 
         pre_activations, deltas, cache, losses = self.propagate(x, target)
+        if self.hparams.check_finite:
+            self._check_finite(deltas, losses)
 
         scale = 1.0 / x.shape[0] if self.hparams.reduction == "mean" else 1.0
         surrogate = sum((a * delta).sum() for a, delta in zip(pre_activations, deltas)) * scale
@@ -238,15 +249,49 @@ class FeedforwardModule(pl.LightningModule):
         if self.hparams.gradient_clip_val is not None:
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.hparams.gradient_clip_val)
         optimizer.step()
+        self.updates_done += 1
+        if self.hparams.check_finite:
+            self._check_finite_weights()
 
         if self.keep_step_record:
             self.last_step = StepRecord(weights_before, cache, deltas)
         return losses
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The running loss of a partly finished epoch, so a resumed run logs the same epoch mean.
+        checkpoint["train_loss_running"] = (self._train_loss_sum, self._train_loss_count)
+        checkpoint["updates_done"] = self.updates_done
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._train_loss_sum, self._train_loss_count = checkpoint.get("train_loss_running", (0.0, 0))
+        self.updates_done = int(checkpoint.get("updates_done", 0))
+
     def on_train_epoch_end(self) -> None:
         if self._train_loss_count:
             self.log("train/loss", self._train_loss_sum / self._train_loss_count, sync_dist=True)
         self._train_loss_sum, self._train_loss_count = 0.0, 0
+
+    def _diverged(self, what: str) -> DivergenceError:
+        rule = self.propagator.name
+        message = (
+            f"{rule} diverged at update {self.updates_done + 1}: {what} contains NaN or Inf; lower the learning "
+            f"rate{', raise the leak alpha' if hasattr(self.propagator, 'alpha') else ''} or set max_delta_norm"
+        )
+        logger.error(message)
+        return DivergenceError(message)
+
+    def _check_finite(self, deltas: list[Tensor], losses: Tensor) -> None:
+        # The errors come first: they name the layer where the propagation broke down.
+        for layer, delta in enumerate(deltas, start=1):
+            if not bool(torch.isfinite(delta).all()):
+                raise self._diverged(f"the error δ_{layer} of layer {layer}")
+        if not bool(torch.isfinite(losses).all()):
+            raise self._diverged("the loss")
+
+    def _check_finite_weights(self) -> None:
+        for layer, weight in enumerate(self.network.weights, start=1):
+            if not bool(torch.isfinite(weight).all()):
+                raise self._diverged(f"the weight W_{layer} of layer {layer}")
 
     def _normalize_updates(self) -> None:
         for parameter in self.network.parameters():

@@ -157,7 +157,13 @@ class StabilizedFeedbackPropagator(FeedbackPropagator):
         if not ssa_target < 0:
             raise ValueError(f"ssa_target must be < 0 (a stable spectral abscissa), got {ssa_target}")
         self.ssa_target = float(ssa_target)
-        self.restabilization_count = 0
+        # A buffer, so a resumed run continues the count of its checkpoint.
+        self.register_buffer("restabilizations", torch.zeros((), dtype=torch.long))
+
+    @property
+    def restabilization_count(self) -> int:
+        """Number of SSA repairs of unstable feedback since initialization."""
+        return int(self.restabilizations)
 
     def layer_controller(self, index: int) -> str:
         """Return the controller (``"standard"`` or ``"expanding"``) that ``weights[index]`` uses."""
@@ -206,7 +212,7 @@ class StabilizedFeedbackPropagator(FeedbackPropagator):
                 self.set_feedback(index, self.stabilize(index, weights[index], self.feedback(index)))
                 logger.info("re-stabilized feedback of %s (lambda_max was %.3g)", name, eigenvalues[name])
                 repaired.append(name)
-        self.restabilization_count += len(repaired)
+        self.restabilizations += len(repaired)
         return repaired
 
     def extra_repr(self) -> str:

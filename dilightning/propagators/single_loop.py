@@ -68,7 +68,7 @@ class SLDI(_SimulatedInversion):
             return []
         self.feedback_loop.copy_(self._stabilize_loop(weights, self.feedback_loop))
         logger.info("re-stabilized the single-loop feedback (lambda_max was %.3g)", eigenvalues["loop"])
-        self.restabilization_count += 1
+        self.restabilizations += 1
         return ["loop"]
 
     def hidden_errors(self, weights: Sequence[Tensor], cache: ForwardCache, output_error: Tensor) -> list[Tensor]:

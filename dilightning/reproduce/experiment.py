@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from dilightning.validation import ConfigError, validate_experiment
+
 SCALES = ("paper", "quick", "smoke")
 UPDATE_MODES = {"fixed_lr": {}, "fixed_norm": {"fixed_norm_updates": True}}
 WEIGHT_INIT_SUFFIXES = {"uniform": "", "orthogonal": " (orth.)"}
@@ -137,6 +139,10 @@ def build_specs(
         config = _merge(config, experiment[scale])
     data = config["data"]
     data_args = {**data.get("init_args", {}), **(data_overrides or {}), "seed": seed}
+    try:
+        validate_experiment({**config, "data": {**data, "init_args": data_args}})
+    except ConfigError as error:
+        raise ConfigError(f"{name}.yaml: {error}") from None
     trainer = {key: value for key, value in config.get("trainer", {}).items() if key != "callbacks"}
     monitors = experiment.get("monitors", DEFAULT_MONITORS)
     specs = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -11,10 +10,10 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from dilightning.reproduce.experiment import build_specs, slugify
 from dilightning.reproduce.runner import RunResult, run_specs
+from dilightning.reproduce.summary import write_summary
 from dilightning.reproduce.style import clean_axes, variant_style
 
 logger = logging.getLogger(__name__)
@@ -205,13 +204,7 @@ def reproduce(*, scale: str, output_dir: Path, seed: int, workers: int | None, r
     subtitle = f"{scale} scale, seed {seed}"
     draw(results, output_dir / "fig3", subtitle)
     save_data(results, output_dir / "fig3_data.npz")
-    summary = {
-        "figure": "fig3",
-        "scale": scale,
-        "seed": seed,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "torch": torch.__version__,
-        "runs": summarize(results),
-    }
-    (output_dir / "fig3_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    summary = write_summary(
+        output_dir, "fig3", scale=scale, seed=seed, started=start, runs=summarize(results)
+    )
     return summary

@@ -11,7 +11,6 @@ descent, and errors ``δ_l ~ N(0, I)``, DI runs 1000 Euler steps of ``dt = 0.5``
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -30,6 +29,7 @@ from dilightning.inversion import (
     non_dynamic_inversion,
     optimize_feedback_ssa,
 )
+from dilightning.reproduce.summary import write_summary
 from dilightning.reproduce.style import clean_axes
 
 logger = logging.getLogger(__name__)
@@ -172,15 +172,9 @@ def reproduce(*, scale: str, output_dir: Path, seed: int) -> dict[str, Any]:
         for kind, values in kinds.items()
     }
     np.savez_compressed(output_dir / "figS5_data.npz", leaks=np.asarray(results["leaks"]), **arrays)
-    summary = {
-        "figure": "figS5",
-        "scale": scale,
-        "seed": seed,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "torch": torch.__version__,
-        "runs": summarize(results),
-    }
-    (output_dir / "figS5_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    summary = write_summary(
+        output_dir, "figS5", scale=scale, seed=seed, started=start, runs=summarize(results)
+    )
     return summary
 
 

@@ -1,4 +1,4 @@
-"""``reproduce all``: every figure and table, then ``REPORT.md`` that checks each claim of the paper.
+"""``reproduce all``: every figure and table, then ``REPORT.md`` that checks each claim of Podlaski & Machens (2020).
 
 Each claim row gives the paper's statement, the value measured here and whether it holds. With
 several seeds every figure is regenerated per seed (in ``seed<N>/`` subfolders) and each measured
@@ -31,7 +31,7 @@ FIGURE_SCALES = {
 
 @dataclass
 class Claim:
-    """One claim of the paper and how to measure it from the figures' summaries."""
+    """One claim of Podlaski & Machens (2020) and how to measure it from the figures' summaries."""
 
     name: str
     source: str
@@ -79,7 +79,7 @@ def _settled_feedback(summaries: dict[str, Any]) -> float | None:
 
 
 def _inversion_vs_bp_fa(summaries: dict[str, Any]) -> float | None:
-    """Worst final NMSE of an inversion rule divided by the best of BP and FA (≤ 1.1 means as good)."""
+    """Return the worst final NMSE of an inversion rule divided by the best of BP and FA (≤ 1.1: as good)."""
     entries = _runs(summaries, "fig3", "nonlinear_regression/fixed_lr")
     baseline = [entry["final_nmse"] for label, entry in entries.items() if label.startswith(("BP", "FA")) and "final_nmse" in entry]
     inversion = [
@@ -105,7 +105,7 @@ def _mnist_error(rule: str) -> Callable[[dict[str, Any]], float | None]:
 
 
 def _autoencoder_gain(label: str) -> Callable[[dict[str, Any]], float | None]:
-    """Relative drop of the autoencoder's training error over training for one variant."""
+    """Return a function measuring the relative drop of one autoencoder variant's training error."""
 
     def measure(summaries: dict[str, Any]) -> float | None:
         entry = _runs(summaries, "fig4", "mnist_autoencoder").get(label)
@@ -117,13 +117,13 @@ def _autoencoder_gain(label: str) -> Callable[[dict[str, Any]], float | None]:
 
 
 def _autoencoder_di_vs_bp(summaries: dict[str, Any]) -> float | None:
-    """How much more DI (uniform init.) lowers the autoencoder error than BP (uniform init.)."""
+    """Return how much more DI lowers the autoencoder error than BP, both from uniform weights."""
     di, bp = _autoencoder_gain("DI α=1e-3")(summaries), _autoencoder_gain("BP")(summaries)
     return None if di is None or bp is None else di - bp
 
 
 def _figs5_trend(summaries: dict[str, Any]) -> float | None:
-    """Fraction of (shape, nonlinearity) curves whose readout angle is larger at the largest leak than the smallest."""
+    """Return the fraction of (shape, nonlinearity) curves whose readout angle grows from the smallest to the largest leak."""
     runs = summaries.get("figS5", {}).get("runs", {})
     rising, total = 0, 0
     for per_g in runs.values():
@@ -136,7 +136,7 @@ def _figs5_trend(summaries: dict[str, Any]) -> float | None:
 
 
 def _figs5_expanding_worst(summaries: dict[str, Any]) -> float | None:
-    """Median readout angle of the expanding layer minus that of the contracting layer (tanh, α > 0)."""
+    """Return the median readout angle of the expanding minus the contracting layer (tanh, α > 0)."""
     runs = summaries.get("figS5", {}).get("runs", {})
     try:
         expanding = runs["expanding (10 → 20)"]["tanh"]["median_readout_angle"]

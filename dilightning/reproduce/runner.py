@@ -89,7 +89,7 @@ def run_spec(spec: RunSpec) -> RunResult:
     import torch
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from dilightning.models import FeedforwardModule
+    from dilightning.models import DivergenceError, FeedforwardModule
 
     _quiet_lightning()
     torch.set_num_threads(spec.threads)
@@ -120,6 +120,8 @@ def run_spec(spec: RunSpec) -> RunResult:
         trainer.fit(model, datamodule=datamodule)
         artifacts = _artifacts(spec, model, datamodule)
         status, message = "ok", ""
+    except DivergenceError as error:
+        status, message = "diverged", str(error)
     except Exception as error:  # noqa: BLE001 - one failing variant must not stop the figure
         status, message = "failed", f"{type(error).__name__}: {error}"
         logger.debug("run %s failed:\n%s", spec.name, traceback.format_exc())
@@ -211,7 +213,8 @@ def run_specs(
 
     def finish(index: int, result: RunResult, progress) -> None:
         results[index] = result
-        if cache_dir is not None:
+        # A failed run (an exception other than divergence) is retried next time instead of cached.
+        if cache_dir is not None and result.status in ("ok", "diverged"):
             save_result(result, cache_dir)
         progress.set_postfix_str(f"{specs[index].label}: {result.status}")
         progress.update()
