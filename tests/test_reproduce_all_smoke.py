@@ -71,3 +71,17 @@ def test_interrupted_run_resumes_from_finished_runs(tmp_path):
     assert f"loaded {len(finished)} finished runs" in rerun.stderr
     assert (tmp_path / "fig3_summary.json").is_file()
     assert {path.name for path in cache.glob("*.npz")} >= finished
+
+
+def test_fresh_runs_retrain_and_refresh_the_cache(tmp_path):
+    from dilightning.reproduce.experiment import build_specs
+    from dilightning.reproduce.runner import load_result, run_specs
+
+    spec = build_specs("linear_regression", scale="smoke", seed=0, output_dir=tmp_path)[0]
+    cache = tmp_path / "cache"
+    first = run_specs([spec], workers=1, cache_dir=cache)[0]
+
+    second = run_specs([spec], workers=1, cache_dir=cache, load_cached=False)[0]
+
+    assert second.seconds != first.seconds  # trained again, not loaded
+    assert load_result(spec, cache).seconds == second.seconds  # and stored over the old result

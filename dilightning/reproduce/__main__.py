@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default="data", help="folder that contains MNIST/raw (default: ./data)")
     parser.add_argument("--download", action="store_true", help="download MNIST into --data-dir if it is missing")
     parser.add_argument(
-        "--fresh", action="store_true", help="retrain every run instead of loading runs finished earlier from <out>/runs/cache"
+        "--fresh",
+        action="store_true",
+        help="retrain every run instead of loading runs finished earlier from <out>/runs/cache (which is then updated)",
     )
     return parser.parse_args(argv)
 

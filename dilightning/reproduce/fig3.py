@@ -192,19 +192,19 @@ def save_data(results: list[RunResult], path: Path) -> None:
 def reproduce(*, scale: str, output_dir: Path, seed: int, workers: int | None, resume: bool = True) -> dict[str, Any]:
     """Train every Fig. 3 variant, then write ``fig3.png``, ``fig3.pdf``, ``fig3_summary.json`` and ``fig3_data.npz``.
 
-    With ``resume``, runs finished earlier with the same resolved config are loaded from
-    ``<output_dir>/runs/cache`` instead of trained again.
+    Every finished run is stored in ``<output_dir>/runs/cache``; with ``resume``, runs finished
+    earlier with the same resolved config are loaded from there instead of trained again.
     """
     start = time.perf_counter()
     specs = [spec for name in EXPERIMENTS for spec in build_specs(name, scale=scale, seed=seed, output_dir=output_dir)]
     logger.info("fig3: %d runs at %s scale, seed %d", len(specs), scale, seed)
-    cache_dir = output_dir / "runs" / "cache" if resume else None
-    results = run_specs(specs, workers=workers, description="fig3", cache_dir=cache_dir)
+    cache_dir = output_dir / "runs" / "cache"
+    results = run_specs(specs, workers=workers, description="fig3", cache_dir=cache_dir, load_cached=resume)
 
     subtitle = f"{scale} scale, seed {seed}"
     draw(results, output_dir / "fig3", subtitle)
     save_data(results, output_dir / "fig3_data.npz")
     summary = write_summary(
-        output_dir, "fig3", scale=scale, seed=seed, started=start, runs=summarize(results)
+        output_dir, "fig3", scale=scale, seed=seed, started=start, runs=summarize(results), results=results
     )
     return summary

@@ -183,8 +183,8 @@ def reproduce(
 ) -> dict[str, Any]:
     """Train every Fig. 4 variant, then write ``fig4.png``, ``fig4.pdf``, ``fig4_summary.json`` and ``fig4_data.npz``.
 
-    With ``resume``, runs finished earlier with the same resolved config are loaded from
-    ``<output_dir>/runs/cache`` instead of trained again.
+    Every finished run is stored in ``<output_dir>/runs/cache``; with ``resume``, runs finished
+    earlier with the same resolved config are loaded from there instead of trained again.
     """
     start = time.perf_counter()
     overrides = {"data_dir": data_dir, "download": download}
@@ -198,13 +198,20 @@ def reproduce(
 
         MNISTDataModule(data_dir=data_dir, download=True).prepare_data()
     logger.info("fig4: %d runs at %s scale, seed %d", len(specs), scale, seed)
-    cache_dir = output_dir / "runs" / "cache" if resume else None
-    results = run_specs(specs, workers=workers, description="fig4", cache_dir=cache_dir)
+    cache_dir = output_dir / "runs" / "cache"
+    results = run_specs(specs, workers=workers, description="fig4", cache_dir=cache_dir, load_cached=resume)
 
     subtitle = _scale_note(specs, scale)
     embeddings = draw(results, output_dir / "fig4", subtitle, seed)
     save_data(results, embeddings, output_dir / "fig4_data.npz")
     summary = write_summary(
-        output_dir, "fig4", scale=scale, seed=seed, started=start, scale_note=subtitle, runs=summarize(results)
+        output_dir,
+        "fig4",
+        scale=scale,
+        seed=seed,
+        started=start,
+        scale_note=subtitle,
+        runs=summarize(results),
+        results=results,
     )
     return summary

@@ -7,6 +7,10 @@ descent, and errors ``δ_l ~ N(0, I)``, DI runs 1000 Euler steps of ``dt = 0.5``
 - the angle between the readout ``δ̃_l = W g(δ_{l-1})`` and the target ``δ_l`` (Eq. 15 at α = 0);
 - the angle between ``δ_{l-1}`` and the explicit inversion ``g^{-1}(M^DI δ_l)`` with ``M^DI`` of
   Eq. 17, which is the NDI steady state (not for ReLU, which has no inverse).
+
+NOTE: for tanh the explicit inversion needs ``|M^DI δ_l| < 1`` in every entry, which errors drawn from
+``N(0, I)`` rarely satisfy; ``atanh`` is then evaluated at ±(1 − ε), so the tanh angles of the second
+row measure mostly that limit. The paper does not give the scale of its ``W`` and ``B``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ SCALES = {
 # dt = 0.5 diverge.
 WEIGHT_SCALE = 0.5
 STEPS, DT = 1000, 0.5
+ANGLE_FLOOR = 1e-4  # degrees; smaller angles are drawn at this value
 
 
 def _draw_system(d_prev: int, d_l: int, alpha: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -123,10 +128,14 @@ def draw(results: dict[str, Any], path_stem: Path, subtitle: str) -> None:
                 median = np.array([np.nanmedian(v) if np.isfinite(v).any() else np.nan for v in values])
                 low = np.array([np.nanpercentile(v, 25) if np.isfinite(v).any() else np.nan for v in values])
                 high = np.array([np.nanpercentile(v, 75) if np.isfinite(v).any() else np.nan for v in values])
-                axis.plot(positions, median, marker="o", color=COLORS[g_name], label=g_name)
-                axis.fill_between(positions, low, high, color=COLORS[g_name], alpha=0.2)
+                # Angles below the floor (exact inversions) are drawn on it, so the log axis can show them.
+                axis.plot(positions, np.maximum(median, ANGLE_FLOOR), marker="o", color=COLORS[g_name], label=g_name)
+                axis.fill_between(
+                    positions, np.maximum(low, ANGLE_FLOOR), np.maximum(high, ANGLE_FLOOR), color=COLORS[g_name], alpha=0.2
+                )
             axis.set_xscale("log")
-            axis.set_yscale("symlog", linthresh=0.1)
+            axis.set_yscale("log")
+            axis.set_ylim(ANGLE_FLOOR / 2, 200)
             if row == 0:
                 axis.set_title(shape_name, fontsize=10)
                 axis.set_ylabel("δ̃_l ∠ δ_l (°)")

@@ -35,6 +35,7 @@ class RunResult:
     series: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)
     log_dir: str = ""
+    cached: bool = False
 
 
 def _monitors(spec: RunSpec) -> list:
@@ -185,7 +186,7 @@ def load_result(spec: RunSpec, cache_dir: Path) -> RunResult | None:
                 series[name] = (stored[key], stored[f"series/{name}/values"])
             elif key.startswith("artifacts/"):
                 artifacts[key[len("artifacts/") :]] = stored[key]
-    return RunResult(spec, meta["status"], meta["seconds"], meta["message"], series, artifacts, meta["log_dir"])
+    return RunResult(spec, meta["status"], meta["seconds"], meta["message"], series, artifacts, meta["log_dir"], cached=True)
 
 
 def run_specs(
@@ -194,17 +195,19 @@ def run_specs(
     workers: int | None = None,
     description: str = "runs",
     cache_dir: Path | None = None,
+    load_cached: bool = True,
 ) -> list[RunResult]:
     """Run every spec, ``workers`` at a time in separate processes, with a progress bar.
 
     Results come back in the order of ``specs``. With one worker the runs execute in this process.
-    With ``cache_dir``, each finished run is stored under the hash of its resolved config, and a run
-    whose result is already stored is loaded instead of trained, so an interrupted figure resumes.
+    With ``cache_dir``, each finished run is stored under the hash of its resolved config and, when
+    ``load_cached`` is set, a run whose result is already stored is loaded instead of trained, so an
+    interrupted figure resumes.
     """
     from tqdm.auto import tqdm
 
     results: list[RunResult | None] = [None] * len(specs)
-    if cache_dir is not None:
+    if cache_dir is not None and load_cached:
         for index, spec in enumerate(specs):
             results[index] = load_result(spec, cache_dir)
     pending = [index for index, result in enumerate(results) if result is None]
