@@ -95,6 +95,61 @@ def test_alignment_angles(tmp_path):
     assert {"step", "ndi_angle/layer_1", "pbp_angle/layer_2", "feedback_angle/layer_3"} <= set(header)
 
 
+class _StepSpy(pl.Callback):
+    """Keep, per update, the quantities the alignment angles are defined from."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_weight_update(self, trainer, pl_module):
+        record = pl_module.last_step
+        self.steps.append(
+            {
+                "weights": [w.double().numpy() for w in record.weights],
+                "weights_after": [w.detach().double().numpy().copy() for w in pl_module.network.weights],
+                "feedback": {i: pl_module.propagator.feedback(i).double().numpy().copy() for i in (1, 2)},
+                "derivatives": [d.double().numpy() for d in record.cache.derivatives],
+                "deltas": [d.double().numpy() for d in record.deltas],
+            }
+        )
+
+
+def _numpy_angle(a, b):
+    cosine = float(a.ravel() @ b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+
+
+def test_alignment_angles_match_numpy_per_update(tmp_path):
+    alpha = 0.05
+    module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "DI", alpha=alpha, lr=0.2, weight_scale=0.3)
+    monitor = AlignmentMonitor(chunk_size=3)  # several chunks and a partial last one
+    spy = _StepSpy()
+
+    _fit(module, [monitor, spy], tmp_path, samples=8)
+
+    steps, columns = monitor.as_arrays()
+    assert steps == list(range(1, 9))
+    for row, step in enumerate(spy.steps):
+        W, B, dg = step["weights"], step["feedback"], step["derivatives"]
+        delta_out = step["deltas"][-1][0]
+        ndi_2 = B[2] @ np.linalg.solve(W[2] @ B[2] - alpha * np.eye(10), delta_out) * dg[1][0]
+        ndi_1 = B[1] @ np.linalg.solve(W[1] @ B[1] - alpha * np.eye(10), ndi_2) * dg[0][0]
+        pbp_2 = np.linalg.pinv(W[2]) @ delta_out * dg[1][0]
+        pbp_1 = np.linalg.pinv(W[1]) @ pbp_2 * dg[0][0]
+        expected = {
+            "ndi_angle/layer_1": _numpy_angle(step["deltas"][0], ndi_1),
+            "ndi_angle/layer_2": _numpy_angle(step["deltas"][1], ndi_2),
+            "pbp_angle/layer_1": _numpy_angle(step["deltas"][0], pbp_1),
+            "pbp_angle/layer_2": _numpy_angle(step["deltas"][1], pbp_2),
+            "feedback_angle/layer_2": _numpy_angle(B[1], -step["weights_after"][1].T),
+            "feedback_angle/layer_3": _numpy_angle(B[2], -step["weights_after"][2].T),
+        }
+        for name, value in expected.items():
+            # float32 training: the rules' errors carry float32 rounding, about 1e-3 degrees at most
+            assert abs(columns[name][row] - value) < 2e-3 + 1e-3 * value, (step, name, columns[name][row], value)
+    assert max(columns["pbp_angle/layer_1"]) > 1.0  # PBP differs from NDI here, so the check can fail
+
+
 def test_alignment_skips_rules_without_feedback(tmp_path):
     module = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "BP", lr=0.1)
     monitor = AlignmentMonitor()

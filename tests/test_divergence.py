@@ -72,3 +72,22 @@ def test_reproduce_records_diverged_variant_and_draws_others(tmp_path):
     assert entries[specs[0].label]["status"] == "ok"
     assert (tmp_path / "fig3.png").stat().st_size > 0
     json.dumps(summary)  # NaN-free enough to serialize
+
+
+def test_diverged_run_keeps_buffered_series(tmp_path):
+    from dilightning.callbacks import AlignmentMonitor, TrainingSetErrorMonitor
+
+    model = FeedforwardModule(SIZES, ["tanh", "tanh", "linear"], "DI", alpha=0.01, lr=1e30, weight_scale=0.5,
+                              update_batch_size=1)
+    monitors = [TrainingSetErrorMonitor(chunk_size=64), AlignmentMonitor(chunk_size=64)]
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                         callbacks=monitors, default_root_dir=str(tmp_path))
+    data = NonlinearRegressionDataModule(num_samples=20, val_samples=1, batch_size=20)
+
+    with pytest.raises(DivergenceError):
+        trainer.fit(model, datamodule=data)
+
+    # Both monitors buffer up to 64 updates; the updates before the divergence are still recorded.
+    assert 0 in monitors[0].series["train_set/sse"]
+    assert 1 in monitors[1].series["feedback_angle/layer_2"]

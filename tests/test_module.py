@@ -168,6 +168,25 @@ def test_cross_entropy_output_error_is_softmax_minus_onehot(generator):
     torch.testing.assert_close(deltas[-1], expected)
 
 
+@pytest.mark.parametrize("output", ["linear", "tanh"])
+def test_squared_error_output_error_matches_autograd(generator, output):
+    from dilightning.inversion import get_nonlinearity
+    from dilightning.models.losses import output_error
+
+    a = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    t = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    g = get_nonlinearity(output)
+
+    delta, losses = output_error("mse", a, t, g)
+
+    leaf = a.clone().requires_grad_(True)
+    y = torch.tanh(leaf) if output == "tanh" else leaf
+    expected_losses = 0.5 * ((y - t) ** 2).sum(-1)
+    (expected,) = torch.autograd.grad(expected_losses.sum(), leaf)
+    torch.testing.assert_close(delta, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(losses, expected_losses.detach(), rtol=1e-12, atol=0)
+
+
 def test_classification_validation_logs_error(generator):
     module = FeedforwardModule(SIZES, ["tanh", "tanh", "softmax"], "BP", loss="cross_entropy", lr=0.1, weight_scale=0.5)
     _, _, loader = _batches(generator, classes=SIZES[-1])
@@ -204,6 +223,26 @@ def test_nonlinearity_count_must_match_layers():
 def test_softmax_only_on_output():
     with pytest.raises(ValueError, match="only valid for the output layer"):
         FeedforwardModule(SIZES, ["softmax", "tanh", "linear"], "BP")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_direct_gradients_equal_the_surrogate_backward_pass(generator, reduction):
+    x, t, _ = _batches(generator, count=1, batch_size=5)
+    x, t = x.double(), t.double()
+    surrogate_module = FeedforwardModule(SIZES, NONLINEARITIES, "FA", reduction=reduction, lr=0.1, weight_scale=0.5).double()
+    direct_module = FeedforwardModule(SIZES, NONLINEARITIES, "FA", reduction=reduction, lr=0.1, weight_scale=0.5).double()
+    direct_module.load_state_dict(surrogate_module.state_dict())
+    # Plain SGD with lr 1 and no decay: the parameter change is minus the gradient.
+    surrogate_optimizer = torch.optim.SGD(surrogate_module.network.parameters(), lr=1.0)
+    direct_optimizer = torch.optim.SGD(direct_module.network.parameters(), lr=1.0)
+
+    surrogate_module.update(x, t, surrogate_optimizer)
+    direct_module.update(x, t, direct_optimizer, direct_gradients=True)
+
+    for (name, a), b in zip(surrogate_module.network.named_parameters(), direct_module.network.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15, msg=name)
+    initial = FeedforwardModule(SIZES, NONLINEARITIES, "FA", weight_scale=0.5).double().network.layers[0].weight
+    assert (direct_module.network.layers[0].weight - initial).abs().max() > 1e-3  # the update is not empty
 
 
 def test_update_batch_size_splits_into_sequential_updates(generator):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 
 import pytorch_lightning as pl
+
+logger = logging.getLogger(__name__)
 
 
 class SeriesCallback(pl.Callback):
@@ -16,17 +19,26 @@ class SeriesCallback(pl.Callback):
     ``<log_dir>/<filename>`` as a wide CSV (``step`` plus one column per series) when training ends.
     Subclasses record in ``on_weight_update(trainer, pl_module)``, which
     :class:`~dilightning.models.FeedforwardModule` calls after every weight update, also when one
-    Lightning step holds several updates.
+    Lightning step holds several updates. A subclass that buffers updates and evaluates them
+    together overrides :meth:`flush`; it runs before a checkpoint is written, when training ends
+    and when an exception stops training, so the saved series always covers every update so far.
 
     Args:
         filename: CSV file name inside the run's log directory.
-        log_to_logger: also send every value to ``trainer.logger``.
+        log_to_logger: also send values to ``trainer.logger``.
+        log_every_n_steps: send only the values of every this many steps to the logger; the saved
+            series keeps every step. TensorBoard shows at most 1000 points per curve by default, and
+            each logged value costs about as much as a small online update.
     """
 
-    def __init__(self, filename: str, *, log_to_logger: bool = True) -> None:
+    def __init__(self, filename: str, *, log_to_logger: bool = True, log_every_n_steps: int = 1) -> None:
         super().__init__()
+        if log_every_n_steps < 1:
+            raise ValueError(f"log_every_n_steps must be >= 1, got {log_every_n_steps}")
         self.filename = filename
         self.log_to_logger = log_to_logger
+        self.log_every_n_steps = log_every_n_steps
+        self._attached: tuple[pl.Trainer, pl.LightningModule] | None = None
         self.series: dict[str, dict[int, float]] = {}
         self.saved_path: Path | None = None
 
@@ -34,7 +46,7 @@ class SeriesCallback(pl.Callback):
         """Store ``values`` at ``step`` and forward them to the logger."""
         for name, value in values.items():
             self.series.setdefault(name, {})[step] = float(value)
-        if self.log_to_logger and trainer.logger is not None and values:
+        if self.log_to_logger and trainer.logger is not None and values and step % self.log_every_n_steps == 0:
             trainer.logger.log_metrics({name: float(value) for name, value in values.items()}, step=step)
 
     def as_arrays(self) -> tuple[list[int], dict[str, list[float]]]:
@@ -57,14 +69,30 @@ class SeriesCallback(pl.Callback):
         self.saved_path = path
         return path
 
+    def flush(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Evaluate and record the buffered updates (no-op for callbacks that record at once)."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._attached = (trainer, pl_module)
+
     def state_dict(self) -> dict[str, dict[int, float]]:
         """Return the series recorded so far; Lightning stores it in checkpoints."""
+        if self._attached is not None:
+            self.flush(*self._attached)
         return {"series": {name: dict(values) for name, values in self.series.items()}}
 
     def load_state_dict(self, state_dict: dict[str, dict[int, float]]) -> None:
         """Restore the series of a resumed run, so its CSV covers the whole training."""
         self.series = {name: {int(step): float(value) for step, value in values.items()} for name, values in state_dict.get("series", {}).items()}
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # A run stopped by divergence keeps the values of the updates before it.
+        try:
+            self.flush(trainer, pl_module)
+        except Exception:  # noqa: BLE001 - never hide the exception that stopped training
+            logger.warning("%s could not evaluate its last buffered updates", type(self).__name__, exc_info=True)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.flush(trainer, pl_module)
         if trainer.is_global_zero:
             self.save(trainer.log_dir or trainer.default_root_dir)

@@ -24,10 +24,13 @@ class StabilityMonitor(SeriesCallback):
         every_n_steps: check every this many updates.
         restabilize: repair unstable feedback with SSA descent.
         filename: CSV file name in the run's log directory.
+        log_every_n_steps: send every this many steps to the logger (the saved series keeps all).
     """
 
-    def __init__(self, every_n_steps: int = 1, *, restabilize: bool = True, filename: str = "stability.csv") -> None:
-        super().__init__(filename)
+    def __init__(
+        self, every_n_steps: int = 1, *, restabilize: bool = True, filename: str = "stability.csv", log_every_n_steps: int = 1
+    ) -> None:
+        super().__init__(filename, log_every_n_steps=log_every_n_steps)
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps

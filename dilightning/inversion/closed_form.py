@@ -31,47 +31,50 @@ MAX_EIGENVECTOR_CONDITION = {torch.float64: 1e7, torch.float32: 1e4}
 MAX_DENSE_SIZE = 16
 
 
-def _one_step_operator(loop: Tensor, dt: float, alpha: float, recurrence: str) -> Tensor:
-    """Return the homogeneous one-step matrix of a reduced Euler recurrence.
+def _operator_coefficients(dt: float, alpha: float, recurrence: str) -> tuple[list[list[float]], list[list[float]]]:
+    """Return ``(C, D)`` with the one-step matrix ``H = C ⊗ I + D ⊗ loop`` of a reduced recurrence.
 
-    ``loop`` is the loop product (``K`` or ``N``) as a ``(..., m, m)`` tensor; a batch of ``1 × 1``
-    eigenvalues gives the per-mode operators. The state is a stack of ``m``-blocks whose last block
-    is the constant input, so ``H^steps`` maps ``[0, …, 0, input]`` to the final state. Each update
-    uses the value just written by the previous one, in the order of Algorithms 1-2 (Podlaski &
-    Machens 2020), and ``H`` is the product of the two updates written out block by block.
+    Every block of ``H`` is ``c I + d · loop`` for scalars ``c`` and ``d``; the comments give the
+    state and the two updates of Algorithms 1-2 (Podlaski & Machens 2020) that each block row
+    writes out, each update using the value just written by the previous one.
     """
-    m = loop.shape[-1]
     decay, leak = 1.0 - dt, 1.0 - dt * alpha
-    blocks = {"standard_range_B": 3, "standard_range_Wt": 4, "expanding_range_B": 3, "expanding_range_Wt": 3}[recurrence]
-    H = loop.new_zeros(loop.shape[:-2] + (blocks * m, blocks * m))
-    eye = torch.eye(m, dtype=loop.dtype, device=loop.device)
-
-    def put(row: int, column: int, value: Tensor | float) -> None:
-        block = H[..., row * m : (row + 1) * m, column * m : (column + 1) * m]
-        block += value * eye if not isinstance(value, Tensor) else value
-
     if recurrence == "standard_range_B":
         # State [p, u, δ_l], δ_{l-1} = B p: p ← (1-dt) p + dt u, then u ← (1-dtα) u + dt K p − dt δ_l.
-        put(0, 0, decay), put(0, 1, dt)
-        put(1, 0, dt * decay * loop), put(1, 1, leak), put(1, 1, dt * dt * loop), put(1, 2, -dt)
+        constant = [[decay, dt, 0.0], [0.0, leak, -dt], [0.0, 0.0, 1.0]]
+        loop = [[0.0, 0.0, 0.0], [dt * decay, dt * dt, 0.0], [0.0, 0.0, 0.0]]
     elif recurrence == "standard_range_Wt":
         # State [x, q, c, Bδ_l] with u = W q + c δ_l: x ← (1-dt) x + dt N q + dt c,
         # then q ← (1-dtα) q + dt x and c ← (1-dtα) c − dt Bδ_l.
-        put(0, 0, decay), put(0, 1, dt * loop), put(0, 2, dt)
-        put(1, 0, dt * decay), put(1, 1, leak), put(1, 1, dt * dt * loop), put(1, 2, dt * dt)
-        put(2, 2, leak), put(2, 3, -dt)
+        constant = [[decay, 0.0, dt, 0.0], [dt * decay, leak, dt * dt, 0.0], [0.0, 0.0, leak, -dt], [0.0, 0.0, 0.0, 1.0]]
+        loop = [[0.0, dt, 0.0, 0.0], [0.0, dt * dt, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
     elif recurrence == "expanding_range_B":
         # State [r, y, δ_l], δ_{l-1} = B r, δ̃_l = y: r ← (1-dtα) r + dt y − dt δ_l, then y ← (1-dt) y + dt K r.
-        put(0, 0, leak), put(0, 1, dt), put(0, 2, -dt)
-        put(1, 0, dt * leak * loop), put(1, 1, decay), put(1, 1, dt * dt * loop), put(1, 2, -dt * dt * loop)
+        constant = [[leak, dt, -dt], [0.0, decay, 0.0], [0.0, 0.0, 1.0]]
+        loop = [[0.0, 0.0, 0.0], [dt * leak, dt * dt, -dt * dt], [0.0, 0.0, 0.0]]
     elif recurrence == "expanding_range_Wt":
         # State [x, s, Bδ_l], δ̃_l = W s: x ← (1-dtα) x + dt N s − dt Bδ_l, then s ← (1-dt) s + dt x.
-        put(0, 0, leak), put(0, 1, dt * loop), put(0, 2, -dt)
-        put(1, 0, dt * leak), put(1, 1, decay), put(1, 1, dt * dt * loop), put(1, 2, -dt * dt)
+        constant = [[leak, 0.0, -dt], [dt * leak, decay, -dt * dt], [0.0, 0.0, 1.0]]
+        loop = [[0.0, dt, 0.0], [0.0, dt * dt, 0.0], [0.0, 0.0, 0.0]]
     else:  # pragma: no cover - guarded by the public function
         raise ValueError(f"unknown recurrence {recurrence!r}")
-    put(blocks - 1, blocks - 1, 1.0)
-    return H
+    return constant, loop
+
+
+def _one_step_operator(loop: Tensor, dt: float, alpha: float, recurrence: str) -> Tensor:
+    """Return the homogeneous one-step matrix of a reduced Euler recurrence.
+
+    ``loop`` is the loop product (``K`` or ``N``) as an ``(m, m)`` matrix, or a batch ``(..., 1, 1)``
+    of its eigenvalues for the per-mode operators. The state is a stack of ``m``-blocks whose last
+    block is the constant input, so ``H^steps`` maps ``[0, …, 0, input]`` to the final state.
+    """
+    constant, loop_part = _operator_coefficients(dt, alpha, recurrence)
+    C = torch.tensor(constant, dtype=loop.real.dtype, device=loop.device)
+    D = torch.tensor(loop_part, dtype=loop.real.dtype, device=loop.device)
+    if loop.shape[-1] == 1:
+        return C + D * loop  # one mode per leading index: the blocks are scalars
+    eye = torch.eye(loop.shape[-1], dtype=loop.dtype, device=loop.device)
+    return torch.kron(C, eye) + torch.kron(D, loop)
 
 
 def _final_state_map(loop: Tensor, dt: float, alpha: float, steps: int, recurrence: str) -> Tensor:

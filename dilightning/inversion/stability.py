@@ -80,6 +80,28 @@ def system_matrix(W: Tensor | Sequence[Tensor], B: Tensor, alpha: float, *, cont
     return matrix
 
 
+def _reduced_spectrum(W: Tensor, B: Tensor, alpha: float, controller: str) -> np.ndarray:
+    """Eigenvalues of one layer pair's Eq. S24 matrix as a complex128 numpy array (see below).
+
+    The matrices are small, so the work is done by numpy on the CPU: one LAPACK call there costs a
+    fraction of the fixed per-call overhead of the equivalent sequence of torch operations, which
+    matters when the spectrum is checked after every online update.
+    """
+    W64 = W.detach().to(device="cpu", dtype=torch.float64).numpy()
+    B64 = B.detach().to(device="cpu", dtype=torch.float64).numpy()
+    d_l, d_prev = W64.shape
+    product = W64 @ B64 if d_l <= d_prev else B64 @ W64
+    mu = np.linalg.eigvals(product).astype(np.complex128)
+    root = np.sqrt((1.0 - alpha) ** 2 + 4.0 * mu)
+    # The leftover eigenvalue belongs to the bigger block: the state block (decay 1 for the standard
+    # controller) when d_(l-1) > d_l, the control block otherwise.
+    state_decay, control_decay = (1.0, alpha) if controller == "standard" else (alpha, 1.0)
+    leftover = -state_decay if d_prev > d_l else -control_decay
+    return np.concatenate(
+        [(-(1.0 + alpha) + root) / 2.0, (-(1.0 + alpha) - root) / 2.0, np.full(abs(d_l - d_prev), leftover, dtype=np.complex128)]
+    )
+
+
 def system_eigenvalues(W: Tensor, B: Tensor, alpha: float, *, controller: str = "standard") -> Tensor:
     """Return all eigenvalues of the Eq. S24 matrix of one layer pair from its smaller loop product.
 
@@ -90,24 +112,15 @@ def system_eigenvalues(W: Tensor, B: Tensor, alpha: float, *, controller: str = 
     ``d_{l-1} > d_l`` and ``−α`` (``u`` in the null space of ``B``) when ``d_l > d_{l-1}``. The
     expanding controller ``[[−α I, B], [W, −I]]`` has the same quadratic with the roles of ``−1``
     and ``−α`` swapped. This costs an ``m × m`` eigendecomposition instead of one of size
-    ``d_l + d_{l-1}``.
+    ``d_l + d_{l-1}``; it is computed in float64 on the CPU.
 
     Returns:
-        ``d_l + d_{l-1}`` complex eigenvalues (complex128).
+        ``d_l + d_{l-1}`` complex eigenvalues (complex128) on the device of ``W``.
     """
-    W64 = W.detach().to(torch.float64)
-    B64 = B.detach().to(torch.float64)
-    d_l, d_prev = W64.shape
-    product = W64 @ B64 if d_l <= d_prev else B64 @ W64
-    mu = torch.linalg.eigvals(product)
-    root = torch.sqrt((1.0 - alpha) ** 2 + 4.0 * mu)
-    quadratic = torch.cat([(-(1.0 + alpha) + root) / 2.0, (-(1.0 + alpha) - root) / 2.0])
-    # The leftover eigenvalue belongs to the bigger block: the state block (decay 1 for the standard
-    # controller) when d_(l-1) > d_l, the control block otherwise.
-    state_decay, control_decay = (1.0, alpha) if controller == "standard" else (alpha, 1.0)
-    leftover = -state_decay if d_prev > d_l else -control_decay
-    extra = torch.full((abs(d_l - d_prev),), leftover, dtype=quadratic.dtype, device=quadratic.device)
-    return torch.cat([quadratic, extra])
+    check_controller(controller)
+    check_layer_pair(W, B)
+    alpha = check_alpha(alpha)
+    return torch.from_numpy(_reduced_spectrum(W, B, alpha, controller)).to(W.device)
 
 
 def max_real_eigenvalue(W: Tensor | Sequence[Tensor], B: Tensor, alpha: float, *, controller: str = "standard") -> float:
@@ -120,9 +133,9 @@ def max_real_eigenvalue(W: Tensor | Sequence[Tensor], B: Tensor, alpha: float, *
     weights = _check_system(W, B, controller)
     alpha = check_alpha(alpha)
     if len(weights) == 1 and isinstance(W, Tensor):
-        return float(system_eigenvalues(W, B, alpha, controller=controller).real.max())
-    matrix = system_matrix(W, B, alpha, controller=controller).detach().to(torch.float64)
-    return float(torch.linalg.eigvals(matrix).real.max())
+        return float(_reduced_spectrum(W, B, alpha, controller).real.max())
+    matrix = system_matrix(W, B, alpha, controller=controller).detach().to(device="cpu", dtype=torch.float64)
+    return float(np.linalg.eigvals(matrix.numpy()).real.max())
 
 
 def _spectral_abscissa(matrix: np.ndarray) -> float:

@@ -33,8 +33,13 @@ def output_error(loss: str, output_pre_activation: Tensor, target: Tensor, nonli
     """Return ``(δ_L, ℓ)``: the per-sample error ``∂ℓ_n/∂a_L`` ``(N, d_L)`` and the losses ``(N,)``.
 
     ``δ_L`` comes from autograd through the output nonlinearity and the loss, so any supported
-    pairing is exact (for softmax with cross-entropy it is ``softmax(a_L) − onehot(t)``).
+    pairing is exact (for softmax with cross-entropy it is ``softmax(a_L) − onehot(t)``). The
+    squared error of a linear output, ``δ_L = a_L − t``, is written out: autograd would return the
+    same numbers at several times the cost, which matters for online regression.
     """
+    if loss == "mse" and nonlinearity.name == "linear":
+        difference = output_pre_activation.detach() - target
+        return difference, 0.5 * difference.square().sum(dim=-1)
     with torch.enable_grad():
         leaf = output_pre_activation.detach().requires_grad_(True)
         losses = per_sample_loss(loss, nonlinearity(leaf), target)
