@@ -43,8 +43,8 @@ class DILightningCLI(LightningCLI):
             raise SystemExit(2) from None
 
 
-def main(args: list[str] | None = None) -> DILightningCLI:
-    """Run the CLI with ``args`` (``sys.argv[1:]`` when ``None``)."""
+def run(args: list[str] | None = None) -> DILightningCLI:
+    """Run the CLI with ``args`` (``sys.argv[1:]`` when ``None``) and return it, for scripts and tests."""
     return DILightningCLI(
         FeedforwardModule,
         pl.LightningDataModule,
@@ -54,5 +54,10 @@ def main(args: list[str] | None = None) -> DILightningCLI:
     )
 
 
+def main() -> None:
+    """Entry point of the ``dilightning`` command; exits with status 0 after a successful run."""
+    run()
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
