@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from dilightning.callbacks import StabilityMonitor
 from dilightning.models import FeedforwardModule
 
 SIZES = [12, 10, 8, 6]
@@ -77,6 +78,8 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        callbacks=[StabilityMonitor()],  # a series callback: rank 0 saves its CSV when training ends
+        default_root_dir=str(args.out / f"root_devices{args.devices}"),
     )
     trainer.fit(model, loader)
     args.out.mkdir(parents=True, exist_ok=True)

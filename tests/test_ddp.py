@@ -23,7 +23,9 @@ def weights(tmp_path_factory):
             cwd=ROOT,
             timeout=300,
         )
-    return {path.stem: torch.load(path) for path in out.glob("*.pt")}
+    loaded = {path.stem: torch.load(path) for path in out.glob("*.pt")}
+    loaded["stability_csv"] = out / "root_devices2" / "stability.csv"
+    return loaded
 
 
 def test_both_ranks_hold_identical_weights(weights):
@@ -31,6 +33,10 @@ def test_both_ranks_hold_identical_weights(weights):
 
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
+
+
+def test_ddp_series_callback_saves_its_csv(weights):
+    assert weights["stability_csv"].is_file()
 
 
 def test_ddp_equals_single_process_on_combined_batches(weights):

@@ -94,5 +94,7 @@ class SeriesCallback(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.flush(trainer, pl_module)
+        # Under DDP, trainer.log_dir is a broadcast from rank 0, so every rank has to ask for it.
+        directory = trainer.log_dir or trainer.default_root_dir
         if trainer.is_global_zero:
-            self.save(trainer.log_dir or trainer.default_root_dir)
+            self.save(directory)

@@ -16,10 +16,12 @@ from torch.utils.data import Sampler
 
 
 class ResumableRandomSampler(Sampler[int]):
-    """Random order per epoch, seeded by ``seed + epoch``; ``skip`` drops the start of the next pass.
+    """Random order per epoch, seeded by ``seed + epoch``.
 
-    ``len()`` is always the full epoch, so Lightning's batch counting stays that of the uninterrupted
-    run while the resumed iteration yields only the remaining examples.
+    ``skip`` drops the start of the next pass if that pass is epoch ``skip_epoch``, the epoch a
+    resumed run was interrupted in. A checkpoint written at the end of an epoch therefore resumes
+    with the whole next epoch. ``len()`` is always the full epoch, so Lightning's batch counting stays
+    that of the uninterrupted run while the resumed iteration yields only the remaining examples.
     """
 
     def __init__(self, size: int, seed: int) -> None:
@@ -27,6 +29,7 @@ class ResumableRandomSampler(Sampler[int]):
         self.seed = seed
         self.epoch = 0
         self.skip = 0
+        self.skip_epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the order of ``epoch`` (Lightning calls this at the start of every epoch)."""
@@ -34,7 +37,8 @@ class ResumableRandomSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        start, self.skip = self.skip, 0
+        start = self.skip if self.epoch == self.skip_epoch else 0
+        self.skip = 0
         return iter(order[start:])
 
     def __len__(self) -> int:
@@ -57,6 +61,7 @@ class ResumableDataModuleMixin:
         sampler = ResumableRandomSampler(size, self.seed + 1)
         if self._resume_state is not None:
             sampler.set_epoch(self._resume_state["epoch"])
+            sampler.skip_epoch = self._resume_state["epoch"]
             sampler.skip = self._resume_state["examples_done"]
             self._resume_state = None
         return sampler
