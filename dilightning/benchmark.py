@@ -285,10 +285,20 @@ def _print_table(records: list[Record]) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dilightning.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="write all records to this JSON file")
-    parser.add_argument("--size", choices=("paper", "small"), default="paper", help="paper shapes or a ~10x smaller smoke run")
+    parser.add_argument(
+        "--size",
+        choices=("paper", "small"),
+        default="paper",
+        help="paper shapes, or a ~10x smaller smoke run with 100 instead of 1000 Euler steps",
+    )
     parser.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=None, help="shapes to time (default: all)")
     parser.add_argument("--algorithms", nargs="+", choices=list(ALGORITHMS), default=None, help="rules to time (default: all)")
-    parser.add_argument("--min-seconds", type=float, default=1.0, help="time each call for at least this long (default: 1)")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=None,
+        help="time each call for at least this long (default: 1 at paper size, 0.05 at small size)",
+    )
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurement (6 subprocesses)")
     parser.add_argument("--fig3", action="store_true", help="also time 'reproduce fig3 --scale paper' end to end")
     parser.add_argument("--workers", type=int, default=None, help="worker processes for --fig3")
@@ -309,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     algorithms = args.algorithms or list(ALGORITHMS)
     steps = 1000 if args.size == "paper" else 100
     started = time.perf_counter()
-    records = measure_rules(shapes, algorithms, steps=steps, min_seconds=args.min_seconds if args.size == "paper" else 0.05)
+    min_seconds = args.min_seconds if args.min_seconds is not None else (1.0 if args.size == "paper" else 0.05)
+    records = measure_rules(shapes, algorithms, steps=steps, min_seconds=min_seconds)
     records += measure_lightning_overhead(2000 if args.size == "paper" else 200)
     if not args.skip_memory:
         records += measure_memory(200 if args.size == "paper" else 40)

@@ -66,3 +66,18 @@ def test_variants_share_data_and_initial_weights(tmp_path):
     assert len({spec.model["init_seed"] for spec in specs}) == 1
     assert all(spec.data_args == specs[0].data_args for spec in specs)
     assert specs[0].data_args["seed"] == 7
+
+
+def test_fig4_without_mnist_files_stops_before_training(tmp_path, capsys):
+    from dilightning.reproduce.__main__ import main as reproduce_main
+
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+
+    status = reproduce_main(["fig4", "--scale", "smoke", "--data-dir", str(empty), "--out", str(tmp_path / "out")])
+
+    assert status == 2
+    message = capsys.readouterr().err
+    assert "error: MNIST files not found" in message
+    assert "--download" in message
+    assert not (tmp_path / "out" / "fig4.png").exists()

@@ -38,9 +38,9 @@ def load_images(data_dir: str | Path, dataset: str, *, train: bool, download: bo
         folder = Path(data_dir) / cls.__name__ / "raw"
         raise FileNotFoundError(
             f"{cls.__name__} files not found in {folder} (expected train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-            f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, optionally gzipped); pass download=True "
-            f"(--data.init_args.download true) to fetch them, or point data_dir at the folder that contains "
-            f"{cls.__name__}/"
+            f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, optionally gzipped); fetch them with "
+            f"download=True (--download for python -m dilightning.reproduce, --data.init_args.download true for "
+            f"dilightning fit), or point data_dir at the folder that contains {cls.__name__}/"
         ) from error
     return data.data, data.targets
 

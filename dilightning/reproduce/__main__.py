@@ -68,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         print(f"error: --seeds must be >= 1, got {args.seeds}", file=sys.stderr)
         return 2
+    try:
+        return _run_target(args)
+    except FileNotFoundError as error:  # missing data files: one line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run_target(args: argparse.Namespace) -> int:
+    """Reproduce ``args.target`` and print what was written; return the exit status."""
+    target = args.target
     args.out.mkdir(parents=True, exist_ok=True)
     common = {"output_dir": args.out, "seed": args.seed, "workers": args.workers, "resume": not args.fresh}
 

@@ -197,6 +197,11 @@ def reproduce(
         from dilightning.data import MNISTDataModule
 
         MNISTDataModule(data_dir=data_dir, download=True).prepare_data()
+    # Missing files would otherwise fail every run separately and leave an empty figure behind.
+    from dilightning.data.mnist import load_images
+
+    for dataset in sorted({str(spec.data_args.get("dataset", "mnist")) for spec in specs}):
+        load_images(data_dir, dataset, train=False, download=False)
     logger.info("fig4: %d runs at %s scale, seed %d", len(specs), scale, seed)
     cache_dir = output_dir / "runs" / "cache"
     results = run_specs(specs, workers=workers, description="fig4", cache_dir=cache_dir, load_cached=resume)
