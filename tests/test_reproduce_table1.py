@@ -35,3 +35,10 @@ def test_power_of_ten_format():
     assert table1.power_of_ten(0.001) == "10^-3"
     assert table1.power_of_ten(600000) == "6 × 10^5"
     assert table1.power_of_ten(0) == "0"
+
+
+def test_table1_accepts_every_scale(tmp_path):
+    from dilightning.reproduce.__main__ import main as reproduce_main
+
+    assert reproduce_main(["table1", "--scale", "smoke", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "table1.md").is_file()
