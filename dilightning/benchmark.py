@@ -319,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     algorithms = args.algorithms or list(ALGORITHMS)
     steps = 1000 if args.size == "paper" else 100
     started = time.perf_counter()
-    min_seconds = args.min_seconds if args.min_seconds is not None else (1.0 if args.size == "paper" else 0.05)
+    min_seconds = args.min_seconds
+    if min_seconds is None:
+        min_seconds = 1.0 if args.size == "paper" else 0.05
     records = measure_rules(shapes, algorithms, steps=steps, min_seconds=min_seconds)
     records += measure_lightning_overhead(2000 if args.size == "paper" else 200)
     if not args.skip_memory:

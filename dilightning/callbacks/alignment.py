@@ -16,7 +16,7 @@ from dilightning.propagators import FeedbackPropagator, ForwardCache, Stabilized
 
 @dataclass
 class _Snapshot:
-    """What one recorded update needs for its angles: all tensors are detached copies or fresh results."""
+    """Tensors of one recorded update that its angles need, as detached copies or fresh results."""
 
     step: int
     weights_after: list[Tensor]  # [W_2 … W_L] after the update, for B ∠ −Wᵀ
@@ -51,7 +51,12 @@ class AlignmentMonitor(SeriesCallback):
     """
 
     def __init__(
-        self, every_n_steps: int = 1, *, chunk_size: int = 64, filename: str = "alignment.csv", log_every_n_steps: int = 1
+        self,
+        every_n_steps: int = 1,
+        *,
+        chunk_size: int = 64,
+        filename: str = "alignment.csv",
+        log_every_n_steps: int = 1,
     ) -> None:
         super().__init__(filename, log_every_n_steps=log_every_n_steps)
         if every_n_steps < 1:
@@ -118,7 +123,8 @@ class AlignmentMonitor(SeriesCallback):
         """Angles of the stacked rule errors to sequential NDI and to PBP, one value per update."""
         num_weights = len(pending[0].weights_before)
         weights = [torch.stack([snapshot.weights_before[i] for snapshot in pending]) for i in range(num_weights)]
-        feedback = [None] + [torch.stack([snapshot.feedback[i] for snapshot in pending]) for i in range(num_weights - 1)]
+        # Indexed like the weights: the first weight has no feedback.
+        feedback = [None, *(torch.stack([snapshot.feedback[i] for snapshot in pending]) for i in range(num_weights - 1))]
         derivatives = [torch.stack([snapshot.derivatives[i] for snapshot in pending]) for i in range(num_weights - 1)]
         deltas = [torch.stack([snapshot.deltas[i] for snapshot in pending]) for i in range(num_weights)]
         cache = ForwardCache(inputs=[], pre_activations=[], nonlinearities=[], _derivatives=derivatives)

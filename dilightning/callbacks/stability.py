@@ -28,7 +28,12 @@ class StabilityMonitor(SeriesCallback):
     """
 
     def __init__(
-        self, every_n_steps: int = 1, *, restabilize: bool = True, filename: str = "stability.csv", log_every_n_steps: int = 1
+        self,
+        every_n_steps: int = 1,
+        *,
+        restabilize: bool = True,
+        filename: str = "stability.csv",
+        log_every_n_steps: int = 1,
     ) -> None:
         super().__init__(filename, log_every_n_steps=log_every_n_steps)
         if every_n_steps < 1:

@@ -47,7 +47,8 @@ def batched_squared_error(
     scale, shift = 1.0, 0.0  # the previous activation h equals scale * s + shift for the stored s
     for weight, bias, g in zip(weights, biases, nonlinearities):
         effective_weight = scale * weight
-        effective_bias = shift * weight.sum(-1) + (bias if bias is not None else 0.0)
+        # A column (S, d_l, 1) that broadcasts over the sample block.
+        effective_bias = (shift * weight.sum(-1) + (bias if bias is not None else 0.0)).unsqueeze(-1)
         if g.name == "tanh":
             folded.append((2.0 * effective_weight, 2.0 * effective_bias, torch.sigmoid))
             scale, shift = 2.0, -1.0
@@ -56,8 +57,6 @@ def batched_squared_error(
             scale, shift = 1.0, 0.0
     if scale != 1.0 or shift != 0.0:
         raise AssertionError("the output layer must not be folded")
-    # Biases as columns (S, d_l, 1); a layer without bias and input-independent shift adds nothing.
-    folded = [(weight, bias.unsqueeze(-1) if isinstance(bias, Tensor) else None, apply) for weight, bias, apply in folded]
 
     count = weights[0].shape[0]
     columns_in = inputs.T.contiguous()  # (d_0, N)
@@ -66,10 +65,7 @@ def batched_squared_error(
     for start in range(0, inputs.shape[0], block_size):
         h = columns_in[:, start : start + block_size]
         for weight, bias, apply in folded:
-            a = torch.matmul(weight, h)  # (S, d_l, block)
-            if bias is not None:
-                a = a + bias
-            h = apply(a)
+            h = apply(torch.matmul(weight, h) + bias)  # (S, d_l, block)
         total += (h - columns_target[:, start : start + block_size]).square().sum((1, 2))
     return total
 

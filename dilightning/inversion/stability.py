@@ -81,11 +81,11 @@ def system_matrix(W: Tensor | Sequence[Tensor], B: Tensor, alpha: float, *, cont
 
 
 def _reduced_spectrum(W: Tensor, B: Tensor, alpha: float, controller: str) -> np.ndarray:
-    """Eigenvalues of one layer pair's Eq. S24 matrix as a complex128 numpy array (see below).
+    """Return the eigenvalues of one layer pair's Eq. S24 matrix as complex128 (see :func:`system_eigenvalues`).
 
-    The matrices are small, so the work is done by numpy on the CPU: one LAPACK call there costs a
-    fraction of the fixed per-call overhead of the equivalent sequence of torch operations, which
-    matters when the spectrum is checked after every online update.
+    The matrices are small, so numpy computes them on the CPU. One LAPACK call there costs a
+    fraction of the per-call overhead of the equivalent torch operations, which matters when the
+    spectrum is checked after every online update.
     """
     W64 = W.detach().to(device="cpu", dtype=torch.float64).numpy()
     B64 = B.detach().to(device="cpu", dtype=torch.float64).numpy()
@@ -97,9 +97,8 @@ def _reduced_spectrum(W: Tensor, B: Tensor, alpha: float, controller: str) -> np
     # controller) when d_(l-1) > d_l, the control block otherwise.
     state_decay, control_decay = (1.0, alpha) if controller == "standard" else (alpha, 1.0)
     leftover = -state_decay if d_prev > d_l else -control_decay
-    return np.concatenate(
-        [(-(1.0 + alpha) + root) / 2.0, (-(1.0 + alpha) - root) / 2.0, np.full(abs(d_l - d_prev), leftover, dtype=np.complex128)]
-    )
+    upper, lower = (-(1.0 + alpha) + root) / 2.0, (-(1.0 + alpha) - root) / 2.0
+    return np.concatenate([upper, lower, np.full(abs(d_l - d_prev), leftover, dtype=np.complex128)])
 
 
 def system_eigenvalues(W: Tensor, B: Tensor, alpha: float, *, controller: str = "standard") -> Tensor:

@@ -24,8 +24,8 @@ from dilightning.validation import ConfigError, validate_experiment
 SCALES = ("paper", "quick", "smoke")
 UPDATE_MODES = {"fixed_lr": {}, "fixed_norm": {"fixed_norm_updates": True}}
 WEIGHT_INIT_SUFFIXES = {"uniform": "", "orthogonal": " (orth.)"}
-# What the regression figures record when an experiment names no monitors: every update is saved
-# with the run, and every tenth goes to TensorBoard as well (it shows 1000 points per curve).
+# Monitors of the regression figures, used when an experiment names none. Every update is saved
+# with the run, and every tenth also goes to TensorBoard, which shows 1000 points per curve.
 DEFAULT_MONITORS = {
     "training_set_error": {"log_every_n_steps": 10},
     "stability": {"log_every_n_steps": 10},
