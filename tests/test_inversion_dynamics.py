@@ -264,3 +264,35 @@ def test_modal_and_dense_routes_agree(generator, monkeypatch, controller, shape)
     modal = dynamic_inversion_matrix(W, -W.T, 1e-3, controller=controller)
 
     torch.testing.assert_close(modal, dense, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["random", "complex", "ill_conditioned"])
+def test_inverse_norm_estimate_bounds_numpy(generator, kind):
+    from dilightning.inversion.closed_form import _inverse_one_norm_estimate
+
+    size = 30
+    A = torch.randn(size, size, generator=generator, dtype=torch.float64)
+    if kind == "complex":
+        A = torch.complex(A, torch.randn(size, size, generator=generator, dtype=torch.float64))
+    elif kind == "ill_conditioned":
+        A = conditioned_matrix(size, size, generator, low=1e-6, high=1.0)
+    lu, pivots = torch.linalg.lu_factor(A)
+
+    estimate = _inverse_one_norm_estimate(lu, pivots)
+
+    exact = np.linalg.norm(np.linalg.inv(A.numpy()), 1)
+    assert exact / 3 <= estimate <= exact * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("controller", ["standard", "expanding"])
+@pytest.mark.parametrize("shape", [(40, 60), (60, 40)])
+def test_operator_on_small_batch_equals_its_matrix(generator, controller, shape):
+    # Five errors through a 40-dimensional loop are carried through the eigenvectors, not through P.
+    from dilightning.inversion import dynamic_inversion_operator
+
+    W = conditioned_matrix(*shape, generator)
+    delta = torch.randn(5, shape[0], generator=generator, dtype=torch.float64)
+    operator = dynamic_inversion_operator(W, -W.T, 1e-3, steps=700, controller=controller)
+
+    expected = delta.numpy() @ operator.matrix().numpy().T
+    np.testing.assert_allclose(operator(delta).numpy(), expected, rtol=1e-9, atol=1e-12)

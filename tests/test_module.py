@@ -257,3 +257,35 @@ def test_update_batch_size_splits_into_sequential_updates(generator):
     assert trainer.global_step == 12  # every sequential update is an optimizer step
     for a, b in zip(one_per_step.network.parameters(), chunked.network.parameters()):
         assert torch.equal(a, b)
+
+
+class _ThreadRecorder(pl.Callback):
+    """Records PyTorch's intra-op thread count at every sequential weight update."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def on_weight_update(self, trainer: pl.Trainer, module: FeedforwardModule) -> None:
+        self.counts.append(torch.get_num_threads())
+
+
+@pytest.mark.parametrize(("online_threads", "expected"), [(1, 1), (None, 2)])
+def test_online_updates_run_with_online_threads_and_restore_the_count(generator, online_threads, expected):
+    x, t, _ = _batches(generator, count=2, batch_size=3)
+    module = FeedforwardModule(SIZES, NONLINEARITIES, "BP", update_batch_size=1, online_threads=online_threads)
+    recorder = _ThreadRecorder()
+    trainer = _trainer(6)
+    trainer.callbacks.append(recorder)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        trainer.fit(module, DataLoader(TensorDataset(x, t), batch_size=3))
+        assert recorder.counts == [expected] * 6
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_online_threads_must_be_positive():
+    with pytest.raises(ValueError, match="online_threads must be >= 1"):
+        FeedforwardModule(SIZES, NONLINEARITIES, "BP", online_threads=0)

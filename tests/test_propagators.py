@@ -267,3 +267,20 @@ def test_matrix_angle_frobenius():
 
     assert matrix_angle(first, second) == pytest.approx(90.0)
     assert matrix_angle(first, 2 * first) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("expanding_controller", [False, True])
+def test_di_closed_form_matches_euler_on_wide_layers(generator, expanding_controller):
+    # Loops above 16 units and a batch of 5: the errors go through each loop's eigenvectors.
+    sizes = [30, 40, 24, 36]
+    weights, _, cache, _ = _network(generator, sizes)
+    output_error = torch.randn(5, sizes[-1], generator=generator, dtype=torch.float64)
+    options = {"alpha": 1e-2, "feedback_init": "tr", "expanding_controller": expanding_controller, "steps": 600}
+    closed = build_propagator("DI", sizes, options).double()
+    euler = build_propagator("DI", sizes, {**options, "method": "euler"}).double()
+    closed.reset_feedback(weights)
+    euler.reset_feedback(weights)
+
+    for a, b in zip(closed(weights, cache, output_error), euler(weights, cache, output_error)):
+        relative = torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)
+        assert relative <= 1e-7

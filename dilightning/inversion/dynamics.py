@@ -34,7 +34,7 @@ from dilightning.inversion._validation import (
     flatten_batch,
 )
 from dilightning.inversion import native
-from dilightning.inversion.closed_form import dynamic_inversion_matrix
+from dilightning.inversion.closed_form import dynamic_inversion_operator
 from dilightning.inversion.nonlinearities import Nonlinearity, get_nonlinearity
 
 CONTROLLERS = ("standard", "expanding")
@@ -123,7 +123,7 @@ def dynamic_inversion(
             ``"tanh"`` or a :class:`Nonlinearity`); ``None`` or ``"linear"`` for the linear one.
         controller: ``"standard"`` (Eqs. 5, 8, 14) or ``"expanding"`` (Eqs. S1-S2).
         method: ``"closed_form"`` computes the exact final state of the linear recurrence without
-            stepping (:func:`dynamic_inversion_matrix`); ``"euler"`` steps through the loop, in
+            stepping (:func:`dynamic_inversion_operator`); ``"euler"`` steps through the loop, in
             compiled C on the CPU when a C compiler is available and the layer is small enough for C
             to be faster (:mod:`dilightning.inversion.native`), in PyTorch otherwise; ``"auto"`` picks ``"closed_form"`` for linear and ``"euler"``
             for nonlinear controllers.
@@ -157,6 +157,5 @@ def dynamic_inversion(
             integrate = _euler_standard if controller == "standard" else _euler_expanding
             result = integrate(W, B, flat, alpha, dt, steps, g)
     else:
-        propagation = dynamic_inversion_matrix(W, B, alpha, dt=dt, steps=steps, controller=controller)
-        result = flat @ propagation.transpose(0, 1)
+        result = dynamic_inversion_operator(W, B, alpha, dt=dt, steps=steps, controller=controller)(flat)
     return result.reshape(*leading, W.shape[1])
