@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -192,3 +193,35 @@ def test_batched_squared_error_matches_direct_evaluation(generator):
             h = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0), "linear": lambda v: v}[name](a)
         expected = ((h - targets.numpy()) ** 2).sum()
         assert abs(float(result[s]) - expected) < 1e-9 * expected
+
+
+@pytest.mark.parametrize("nonlinearities", [["tanh", "tanh", "linear"], ["relu", "sigmoid", "tanh"]])
+def test_batched_squared_error_matches_numpy_forward_passes(nonlinearities):
+    # 1300 samples in blocks of 512 leave a partial last block; the second layer has no bias.
+    from dilightning.callbacks.training_error import batched_squared_error
+    from dilightning.inversion import get_nonlinearity
+
+    rng = np.random.default_rng(3)
+    sizes, count = [6, 5, 4, 3], 7
+    weights = [rng.normal(size=(count, sizes[i + 1], sizes[i])) for i in range(3)]
+    biases = [rng.normal(size=(count, sizes[1])), None, rng.normal(size=(count, sizes[3]))]
+    inputs, targets = rng.normal(size=(1300, sizes[0])), rng.normal(size=(1300, sizes[3]))
+    functions = {"tanh": np.tanh, "linear": lambda a: a, "relu": lambda a: np.maximum(a, 0.0),
+                 "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a))}
+
+    result = batched_squared_error(
+        [torch.from_numpy(w) for w in weights],
+        [None if b is None else torch.from_numpy(b) for b in biases],
+        [get_nonlinearity(name) for name in nonlinearities],
+        torch.from_numpy(inputs),
+        torch.from_numpy(targets),
+        block_size=512,
+    )
+
+    for index in range(count):
+        h = inputs
+        for layer, name in enumerate(nonlinearities):
+            a = h @ weights[layer][index].T + (0.0 if biases[layer] is None else biases[layer][index])
+            h = functions[name](a)
+        expected = ((h - targets) ** 2).sum()
+        assert abs(float(result[index]) - expected) <= 1e-10 * expected
