@@ -196,7 +196,7 @@ def test_batched_squared_error_matches_direct_evaluation(generator):
 
 
 @pytest.mark.parametrize("nonlinearities", [["tanh", "tanh", "linear"], ["relu", "sigmoid", "tanh"]])
-def test_batched_squared_error_matches_numpy_forward_passes(nonlinearities):
+def test_batched_error_matches_numpy(nonlinearities):
     # 1300 samples in blocks of 512 leave a partial last block; the second layer has no bias.
     from dilightning.callbacks.training_error import batched_squared_error
     from dilightning.inversion import get_nonlinearity

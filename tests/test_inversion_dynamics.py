@@ -286,7 +286,7 @@ def test_inverse_norm_estimate_bounds_numpy(generator, kind):
 
 @pytest.mark.parametrize("controller", ["standard", "expanding"])
 @pytest.mark.parametrize("shape", [(40, 60), (60, 40)])
-def test_operator_on_small_batch_equals_its_matrix(generator, controller, shape):
+def test_operator_small_batch_equals_matrix(generator, controller, shape):
     # Five errors through a 40-dimensional loop are carried through the eigenvectors, not through P.
     from dilightning.inversion import dynamic_inversion_operator
 

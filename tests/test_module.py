@@ -270,7 +270,7 @@ class _ThreadRecorder(pl.Callback):
 
 
 @pytest.mark.parametrize(("online_threads", "expected"), [(1, 1), (None, 2)])
-def test_online_updates_run_with_online_threads_and_restore_the_count(generator, online_threads, expected):
+def test_online_threads_set_and_restored(generator, online_threads, expected):
     x, t, _ = _batches(generator, count=2, batch_size=3)
     module = FeedforwardModule(SIZES, NONLINEARITIES, "BP", update_batch_size=1, online_threads=online_threads)
     recorder = _ThreadRecorder()

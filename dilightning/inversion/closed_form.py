@@ -87,9 +87,9 @@ def _final_state_map(loop: Tensor, dt: float, alpha: float, steps: int, recurren
 def _inverse_one_norm_estimate(lu: Tensor, pivots: Tensor) -> float:
     """Estimate ``‖A⁻¹‖₁`` from the LU factors of ``A`` (``(m, m)``, real or complex).
 
-    Hager's method as refined by Higham (the estimator behind LAPACK's ``xGECON``): a few solves
-    with ``A`` and ``Aᴴ`` climb towards the column of ``A⁻¹`` with the largest 1-norm. It never
-    overestimates, and in practice falls short by at most a small factor; ``O(m²)`` per solve.
+    Hager's method in Higham's form, which LAPACK's ``xGECON`` uses through ``xLACN2``: a few
+    solves with ``A`` and ``Aᴴ`` climb towards the column of ``A⁻¹`` with the largest 1-norm.
+    The result is a lower bound and usually close. Each solve costs ``O(m²)``.
     """
     size = lu.shape[-1]
     x = torch.full((size, 1), 1.0 / size, dtype=lu.dtype, device=lu.device)
@@ -118,9 +118,9 @@ def _inverse_one_norm_estimate(lu: Tensor, pivots: Tensor) -> float:
 class _ModalMap:
     """The final-state map ``S = V diag(gains) V⁻¹`` of a diagonalizable loop product.
 
-    Holds the eigenvectors ``V`` of the loop product with the LU factors of ``V`` and one gain
-    per eigenvalue (the input-to-state entry of that mode's ``steps``-th power), so that ``S`` can be
-    formed (:meth:`matrix`) or applied to a few vectors without forming it (:meth:`apply`).
+    It contains the eigenvectors ``V`` of the loop product, the LU factors of ``V`` and one gain
+    per eigenvalue: the input-to-state entry of that mode's ``steps``-th power. :meth:`matrix`
+    forms ``S``, and :meth:`apply` multiplies a few vectors by ``S`` without forming it.
     """
 
     def __init__(self, eigenvectors: Tensor, lu: Tensor, pivots: Tensor, gains: Tensor) -> None:
@@ -189,11 +189,11 @@ def _final_state_operator(loop: Tensor, dt: float, alpha: float, steps: int, rec
 class DynamicInversionOperator:
     """The exact linear map ``δ_l ↦ δ_{l-1}`` of linear DI for one weight pair, prepared once.
 
-    Built by :func:`dynamic_inversion_operator`. Calling it on a batch of errors is the same as
-    multiplying by :meth:`matrix`, but when the batch is smaller than the loop product and the loop
-    is diagonalizable, the errors are carried through the eigenvectors instead (``O(m² N)`` after
-    the eigendecomposition, not the ``O(m³)`` of forming ``P``): this matters for the autoencoder's
-    batches of 100 through 500-unit layers.
+    Built by :func:`dynamic_inversion_operator`. Calling it on a batch of errors gives the same
+    result as multiplying by :meth:`matrix`. When the batch is smaller than the loop product and
+    the loop is diagonalizable, the call carries the errors through the eigenvectors instead:
+    ``O(m² N)`` after the eigendecomposition, not the ``O(m³)`` of forming ``P``. This matters for
+    the autoencoder's batches of 100 through 500-unit layers.
     """
 
     def __init__(self, feedback: Tensor, operator: _ModalMap | Tensor, recurrence: str, dtype: torch.dtype) -> None:
