@@ -86,6 +86,10 @@ def validate_model(model: dict[str, Any], prefix: str = "model") -> None:
             _fail(f"{prefix}.dt", model["dt"], f"dt * alpha must be < {MAX_DT} (alpha = {alpha}) for the controller to stay stable")
     if model.get("steps") is not None and (not isinstance(model["steps"], int) or model["steps"] < 1):
         _fail(f"{prefix}.steps", model["steps"], "the number of Euler steps must be an integer >= 1")
+    for key in ("update_batch_size", "online_threads"):
+        value = model.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            _fail(f"{prefix}.{key}", value, "must be an integer >= 1 or null")
 
 
 def validate_data(data_class: str, data_args: dict[str, Any], model: dict[str, Any]) -> None:

@@ -42,6 +42,8 @@ def _broken(name: str, section: str, key: str, value):
         ("nonlinear_regression", "model", "lr", -1e-3, r"model.lr = -0.001; the learning rate must be > 0"),
         ("nonlinear_regression", "model", "weight_decay", -1.0, r"model.weight_decay = -1.0; must be >= 0"),
         ("nonlinear_regression", "model", "dt", 2.5, r"model.dt = 2.5; the Euler step must lie in \(0, 2.0\)"),
+        ("nonlinear_regression", "model", "online_threads", 0, r"model.online_threads = 0; must be an integer >= 1 or null"),
+        ("nonlinear_regression", "model", "update_batch_size", 0, r"model.update_batch_size = 0; must be an integer"),
         ("nonlinear_regression", "model", "layer_sizes", [31, 20, 10, 10], r"teacher_sizes = .*must equal the model's 31"),
         ("linear_regression", "data", "output_size", 12, r"output_size = 12; must equal model.layer_sizes\[-1\] = 10"),
         ("mnist_classification", "model", "layer_sizes", [784, 1000, 12],
