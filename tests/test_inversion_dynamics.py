@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -296,3 +298,55 @@ def test_operator_small_batch_equals_matrix(generator, controller, shape):
 
     expected = delta.numpy() @ operator.matrix().numpy().T
     np.testing.assert_allclose(operator(delta).numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_closed_form_float32_marginal_cluster(generator):
+    # Rank-deficient W with B = -pinv(W): the loop has 30 eigenvalues at 0 and 10 at -1. At alpha = 0
+    # float32 eigenvalue errors there would tilt float32 modes by almost a degree.
+    torch.manual_seed(35)
+    W = (torch.randn(40, 10, dtype=torch.float64) @ torch.randn(10, 48, dtype=torch.float64)) / 480**0.5
+    B = -torch.linalg.pinv(W)
+    delta = torch.randn(3, 40, dtype=torch.float64)
+    exact = dynamic_inversion(W, B, delta, 0.0, method="euler")
+
+    closed = dynamic_inversion(W.float(), B.float(), delta.float(), 0.0, method="closed_form")
+
+    assert vector_angle(closed.double(), exact).max() < 0.1
+
+
+@pytest.mark.parametrize("size", [10, 40])  # the dense route and the modal route
+def test_closed_form_passes_gradients_to_delta(generator, size):
+    W = conditioned_matrix(size, size + 5, generator)
+    delta = torch.randn(3, size, generator=generator, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, size + 5, generator=generator, dtype=torch.float64)
+
+    (dynamic_inversion(W, -W.T, delta, 0.01, method="closed_form") * weights).sum().backward()
+
+    P = dynamic_inversion_matrix(W, -W.T, 0.01)
+    torch.testing.assert_close(delta.grad, weights @ P, rtol=1e-9, atol=1e-12)
+
+
+def test_closed_form_unstable_loop_no_warning():
+    # B W = -|w|² ≈ -40 makes the one-dimensional loop unstable: the recurrence overflows, like the
+    # Euler loop, without numpy's overflow warnings.
+    generator = torch.Generator().manual_seed(0)
+    W = torch.randn(40, 1, generator=generator, dtype=torch.float64)
+    delta = torch.randn(2, 40, generator=generator, dtype=torch.float64)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        closed = dynamic_inversion(W, -W.T, delta, 0.0, method="closed_form")
+    euler = dynamic_inversion(W, -W.T, delta, 0.0, method="euler")
+
+    assert not torch.isfinite(closed).any()
+    assert not torch.isfinite(euler).any()
+
+
+def test_closed_form_non_finite_weights_give_nan(generator):
+    W = conditioned_matrix(30, 40, generator)
+    W[0, 0] = float("inf")
+    delta = torch.randn(2, 30, generator=generator, dtype=torch.float64)
+
+    result = dynamic_inversion(W, -W.T, delta, 0.0, method="closed_form")
+
+    assert torch.isnan(result).all()

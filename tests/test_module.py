@@ -286,6 +286,7 @@ def test_online_threads_set_and_restored(generator, online_threads, expected):
         torch.set_num_threads(previous)
 
 
-def test_online_threads_must_be_positive():
+@pytest.mark.parametrize("value", [0, 1.5])
+def test_online_threads_must_be_positive_int(value):
     with pytest.raises(ValueError, match="online_threads must be >= 1"):
-        FeedforwardModule(SIZES, NONLINEARITIES, "BP", online_threads=0)
+        FeedforwardModule(SIZES, NONLINEARITIES, "BP", online_threads=value)

@@ -143,7 +143,7 @@ class FeedforwardModule(pl.LightningModule):
         _check_training_options(loss, reduction, optimizer, lr, momentum, weight_decay, gradient_clip_val)
         if update_batch_size is not None and update_batch_size < 1:
             raise ValueError(f"update_batch_size must be >= 1 or null, got {update_batch_size}")
-        if online_threads is not None and online_threads < 1:
+        if online_threads is not None and (not isinstance(online_threads, int) or online_threads < 1):
             raise ValueError(f"online_threads must be >= 1 or null (keep PyTorch's thread count), got {online_threads}")
 
         self.network = FeedforwardNetwork(
