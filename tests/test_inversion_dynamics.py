@@ -300,13 +300,15 @@ def test_operator_small_batch_equals_matrix(generator, controller, shape):
     np.testing.assert_allclose(operator(delta).numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
-def test_closed_form_float32_marginal_cluster(generator):
+def test_closed_form_float32_marginal_cluster():
     # Rank-deficient W with B = -pinv(W): the loop has 30 eigenvalues at 0 and 10 at -1. At alpha = 0
     # float32 eigenvalue errors there would tilt float32 modes by almost a degree.
-    torch.manual_seed(35)
-    W = (torch.randn(40, 10, dtype=torch.float64) @ torch.randn(10, 48, dtype=torch.float64)) / 480**0.5
+    generator = torch.Generator().manual_seed(35)
+    left = torch.randn(40, 10, generator=generator, dtype=torch.float64)
+    right = torch.randn(10, 48, generator=generator, dtype=torch.float64)
+    W = left @ right / 480**0.5
     B = -torch.linalg.pinv(W)
-    delta = torch.randn(3, 40, dtype=torch.float64)
+    delta = torch.randn(3, 40, generator=generator, dtype=torch.float64)
     exact = dynamic_inversion(W, B, delta, 0.0, method="euler")
 
     closed = dynamic_inversion(W.float(), B.float(), delta.float(), 0.0, method="closed_form")

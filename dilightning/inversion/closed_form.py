@@ -221,8 +221,8 @@ def _final_state_operator(loop: Tensor, dt: float, alpha: float, steps: int, rec
         if modal is not None:
             return modal
     # Small or nearly defective loops: the exact power of the whole reduced recurrence, in float64.
-    # NOTE: repeated squaring loses accuracy when the loop product is both large (norm above about
-    # 1e3) and far from normal; the Euler loop stays accurate there.
+    # NOTE: repeated squaring loses accuracy when the loop product is large (norm above about 1e3)
+    # and far from normal. The Euler loop stays accurate there.
     if loop.device.type == "cpu":
         return _dense_final_state_map_numpy(loop, dt, alpha, steps, recurrence)
     return _final_state_map(loop.to(torch.float64), dt, alpha, steps, recurrence).to(loop.dtype)
