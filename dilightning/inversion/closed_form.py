@@ -97,15 +97,16 @@ def _inverse_one_norm_estimate(lu: Tensor, pivots: Tensor) -> float:
     estimate = 0.0
     for _ in range(5):
         y = torch.linalg.lu_solve(lu, pivots, x)
-        norm = float(y.abs().sum())
+        magnitude = y.abs()
+        norm = float(magnitude.sum())
         if norm <= estimate:
             break
         estimate = norm
-        magnitude = y.abs()
         signs = torch.where(magnitude > 0, y / magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny), 1.0).to(lu.dtype)
         z = torch.linalg.lu_solve(lu, pivots, signs, adjoint=True)
-        column = int(z.abs().argmax())
-        if float(z.abs()[column]) <= float((z.conj() * x).sum().real):
+        z_magnitude = z.abs()
+        column = int(z_magnitude.argmax())
+        if float(z_magnitude[column]) <= float((z.conj() * x).sum().real):
             break
         x = torch.zeros_like(x)
         x[column] = 1.0
@@ -208,7 +209,8 @@ def _reduced_problem(W: Tensor, B: Tensor, controller: str) -> tuple[Tensor, Ten
 def _final_state_operator(loop: Tensor, dt: float, alpha: float, steps: int, recurrence: str) -> _ModalMap | Tensor:
     """Return the map from the input to the final reduced state: modal if possible, else dense.
 
-    The dense result is an ``(m, m)`` matrix computed in float64 from the whole reduced recurrence.
+    The dense result is an ``(m, m)`` matrix, computed in float64 from the whole reduced recurrence
+    and returned in the dtype of ``loop``.
     """
     if not bool(torch.isfinite(loop).all()):
         # Non-finite weights: NaN everywhere, as the Euler loop would give, instead of a LAPACK error.
